@@ -1,0 +1,12 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("VMONF_DATA", os.path.join(os.path.dirname(__file__), ".cache-never-used"))
+torch.set_num_threads(1)  # small models run much faster on one thread on 2-core machines (FINDINGS)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

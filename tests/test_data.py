@@ -1,0 +1,138 @@
+"""Data: deterministic toy sets, the IDX reader, downloads that verify and never leave corrupt files."""
+
+import gzip
+import hashlib
+import json
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from vmonf import data
+from vmonf.__main__ import main
+
+
+@pytest.mark.parametrize("name", list(data.TOY_DATASETS))
+def test_toy_sets_are_seeded_and_labelled(name):
+    x, y = data.make_toy(name, 300, seed=4)
+    x2, y2 = data.make_toy(name, 300, seed=4)
+    x3, _ = data.make_toy(name, 300, seed=5)
+    assert x.shape == (300, 2) and x.dtype == np.float32 and y.shape == (300,)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(x, x3)
+    assert np.isfinite(x).all() and len(np.unique(y)) >= 2
+
+
+def test_unknown_toy_set():
+    with pytest.raises(ValueError, match="Unknown data set"):
+        data.make_toy("nope")
+
+
+def fake_idx_folder(folder, n=30, gz=True):
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    for prefix in ("train", "t10k"):
+        data.write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)))
+        data.write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", rng.integers(0, 10, n))
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_round_trip_from_folder(tmp_path, gz):
+    fake_idx_folder(tmp_path, gz=gz)
+    x, y, shape = data.load_mnist(source="full", folder=tmp_path)
+    assert x.shape == (60, 784) and y.shape == (60,) and shape == (28, 28)
+    assert 0 <= x.min() and x.max() <= 1
+
+
+def test_truncated_idx_is_refused(tmp_path):
+    fake_idx_folder(tmp_path, gz=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated"):
+        data.load_mnist(source="full", folder=tmp_path)
+
+
+def test_missing_mnist_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMONF_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match="download=True"):
+        data.load_mnist(source="full")
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A local HTTP server over a folder (loopback only)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_download_verifies_and_writes_atomically(tmp_path, http_folder, monkeypatch):
+    served, url = http_folder
+    fake_idx_folder(served)
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in served.iterdir()}
+    source = data.IdxSource("fake", (url,), md5)
+    monkeypatch.setenv("VMONF_DATA", str(tmp_path / "cache"))
+    seen = []
+    x, y, _ = data.load_idx_dataset(source, download=True, progress=lambda d, t: seen.append((d, t)))
+    assert x.shape == (60, 784) and seen and seen[-1][0] == seen[-1][1] > 0
+    # A second load uses the verified cache.
+    x2, _, _ = data.load_idx_dataset(source)
+    np.testing.assert_array_equal(x, x2)
+    # A corrupt cache file is caught by its checksum before use.
+    cached = tmp_path / "cache" / "fake" / "train-labels-idx1-ubyte.gz"
+    cached.write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x01\x07"))
+    with pytest.raises(ValueError, match="checksum"):
+        data.load_idx_dataset(source)
+
+
+def test_bad_checksum_download_leaves_no_file(tmp_path, http_folder):
+    served, url = http_folder
+    (served / "f.gz").write_bytes(b"not what we expect")
+    dest = tmp_path / "out" / "f.gz"
+    with pytest.raises(ValueError, match="Checksum mismatch"):
+        data.download_file(url + "f.gz", dest, "0" * 32)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+
+
+def test_embedded_mnist_and_digits():
+    x, y, shape = data.load_mnist()
+    assert x.shape == (5000, 784) and shape == (28, 28) and np.bincount(y).tolist() == [500] * 10
+    xd, yd, sd = data.load_digits()
+    assert xd.shape == (1797, 64) and sd == (8, 8) and xd.max() <= 1
+
+
+@pytest.mark.parametrize("logit, pca", [(False, 10), (True, 10), (True, None)])
+def test_preprocessor_inverts(logit, pca):
+    x, _, _ = data.load_digits()
+    prep = data.ImagePreprocessor(pca, logit=logit, levels=0)
+    f = prep.fit_transform(x)
+    back = prep.inverse_transform(f)
+    assert back.shape == x.shape
+    if pca is None:
+        np.testing.assert_allclose(back, x, atol=1e-5)
+    else:  # PCA keeps most of the image: reconstruction beats the mean image by far
+        assert np.abs(back - x).mean() < 0.5 * np.abs(x - x.mean(0)).mean()
+        np.testing.assert_allclose(f.std(0), 1.0, rtol=0.05)  # whitened
+
+
+def test_cli_train_writes_checkpoint_and_metrics(tmp_path, capsys):
+    assert main(["train", "--dataset", "gaussian mixture", "--components", "4", "--depth", "2", "--hidden", "16",
+                 "--steps", "60", "--samples", "400", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"ari", "nmi", "accuracy"} <= set(metrics["clustering"]) and "heldout_loglik" in metrics
+    from vmonf import VMoNF
+
+    est = VMoNF.load(tmp_path / "model.pt")
+    assert est.predict(np.zeros((2, 2))).shape == (2,)
+    assert "done in" in capsys.readouterr().out
+
+
+def test_cli_user_error_is_a_message(tmp_path, capsys):
+    assert main(["train", "--components", "0", "--steps", "1", "--out", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -1,0 +1,117 @@
+"""Invariants of the mixture: ELBO <= log p(x), gradients, normalisation, Gaussian oracle, sampling."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import multivariate_normal
+
+from vmonf.model import ModelConfig, VMoNFModel
+
+
+def make_model(k=3, d=2, **kw) -> VMoNFModel:
+    model = VMoNFModel(ModelConfig(k, d, depth=2, hidden=16, posterior_hidden=16, **kw)).double()
+    with torch.no_grad():
+        for p in model.flows.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def test_elbo_below_log_prob_with_equality_at_exact_posterior():
+    model = make_model(learn_prior=True)
+    with torch.no_grad():
+        model.prior_logits.copy_(torch.tensor([0.5, -0.3, 0.1]))
+    x = torch.randn(64, 2, dtype=torch.float64)
+    with torch.no_grad():
+        elbo = model.elbo(x)
+        log_p = model.log_prob(x)
+        assert (elbo <= log_p + 1e-10).all()
+        assert (log_p - elbo).max() > 1e-3  # the untrained q is not exact
+        exact = model.responsibilities(x).log()
+        terms = model.elbo_terms(x, log_q=exact)
+        torch.testing.assert_close(terms.elbo, log_p)
+        torch.testing.assert_close(terms.loglik + terms.logprior + terms.entropy, terms.elbo)
+
+
+def test_every_trainable_parameter_gets_a_gradient():
+    model = make_model(learn_prior=True)
+    x = torch.randn(32, 2, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2] + [-1] * 29)
+    model.loss(x, y).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_fixed_prior_is_uniform_and_not_trained():
+    model = make_model()
+    assert not model.prior_logits.requires_grad
+    torch.testing.assert_close(model.log_pi.exp(), torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
+def test_density_integrates_to_one_on_a_grid():
+    model = make_model()
+    model.set_standardization(torch.tensor([0.5, -0.2]), torch.tensor([0.7, 1.3]))
+    g = torch.linspace(-9, 9, 401, dtype=torch.float64)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    with torch.no_grad():
+        p = model.log_prob(torch.stack([xx.ravel(), yy.ravel()], 1)).exp()
+    integral = float(p.sum() * (g[1] - g[0]) ** 2)
+    assert abs(integral - 1.0) < 0.02
+
+
+def test_identity_flows_match_gaussian_oracle():
+    model = VMoNFModel(ModelConfig(1, 3, depth=2, hidden=8)).double()
+    shift, scale = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([2.0, 0.5, 1.5])
+    model.set_standardization(shift, scale)
+    x = torch.randn(50, 3, dtype=torch.float64)
+    with torch.no_grad():
+        ours = model.log_prob(x).numpy()
+    oracle = multivariate_normal(shift.numpy(), np.diag(scale.numpy() ** 2)).logpdf(x.numpy())
+    np.testing.assert_allclose(ours, oracle, rtol=1e-10)
+
+
+def test_labelled_points_pin_q():
+    model = make_model()
+    x = torch.randn(4, 2, dtype=torch.float64)
+    y = torch.tensor([2, 0, 1, 1])
+    with torch.no_grad():
+        pinned = -model.loss(x, y, label_weight=0.0)
+        lj = model.log_joint(x)
+        torch.testing.assert_close(pinned, lj[torch.arange(4), y].mean())
+
+
+def test_samples_follow_the_model():
+    model = make_model()
+    gen = torch.Generator().manual_seed(0)
+    x, c = model.sample(4000, generator=gen)
+    assert x.shape == (4000, 2) and set(c.unique().tolist()) == {0, 1, 2}
+    x1, c1 = model.sample(10, component=1, generator=gen)
+    assert (c1 == 1).all()
+    # Samples drawn from the model score higher under it than points from a wide Gaussian.
+    with torch.no_grad():
+        assert model.log_prob(x).mean() > model.log_prob(3 * torch.randn(4000, 2, dtype=torch.float64)).mean()
+    with pytest.raises(ValueError, match="component"):
+        model.sample(3, component=5)
+
+
+def test_maf_mixture_log_prob_and_sample():
+    model = VMoNFModel(ModelConfig(2, 3, depth=2, hidden=12, flow="maf")).double()
+    x, _ = model.sample(20)
+    with torch.no_grad():
+        assert torch.isfinite(model.log_prob(x)).all()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(n_components=0, dim=2), "n_components"),
+    (dict(n_components=2, dim=2, depth=0), "depth"),
+    (dict(n_components=2, dim=1), "maf"),
+])
+def test_bad_config(kw, match):
+    with pytest.raises(ValueError, match=match):
+        VMoNFModel(ModelConfig(**kw))
+
+
+def test_log_pi_sums_to_one():
+    model = make_model(learn_prior=True)
+    assert math.isclose(float(model.log_pi.detach().exp().sum()), 1.0, rel_tol=1e-12)

@@ -1,0 +1,219 @@
+"""``VMoNF``: a scikit-learn-style estimator over :class:`VMoNFModel` and :class:`Trainer`.
+
+>>> from vmonf import VMoNF
+>>> from vmonf.data import make_toy
+>>> X, y = make_toy("gaussian mixture", 400, seed=0)
+>>> est = VMoNF(3, depth=2, hidden=16, max_steps=20, seed=0).fit(X)
+>>> est.predict_proba(X).shape
+(400, 3)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vmonf.checkpoint import load_checkpoint, save_checkpoint
+from vmonf.flows import FlowType
+from vmonf.model import ModelConfig, VMoNFModel
+from vmonf.train import InitMethod, TrainConfig, Trainer, choose_start, resolve_device
+
+
+def check_array(X, *, name: str = "X", dim: int | None = None) -> np.ndarray:
+    """Return ``X`` as a finite float32 array of shape ``(n, d)`` or raise a ``ValueError`` saying what is wrong."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric; it contains values that are not numbers ({exc}).") from exc
+    if arr.ndim == 1:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got a 1-D array. Use X.reshape(-1, 1) "
+                         "for a single feature.")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}.")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty.")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise ValueError(f"{name} contains NaN or infinite values in {bad} row(s); remove or impute them.")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted on {dim}.")
+    return arr.astype(np.float32)
+
+
+def check_labels(y, n: int, k: int) -> np.ndarray:
+    """Labels in ``[-1, k-1]`` (``-1`` = unlabelled), one per sample."""
+    arr = np.asarray(y)
+    if arr.shape != (n,):
+        raise ValueError(f"y must have one label per sample, shape ({n},); got {arr.shape}.")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.isfinite(arr.astype(float))) or not np.all(arr == np.round(arr)):
+            raise ValueError("y must hold integer labels (-1 for unlabelled).")
+    arr = arr.astype(np.int64)
+    if arr.min() < -1 or arr.max() >= k:
+        raise ValueError(f"Labels must be -1 (unlabelled) or between 0 and n_components-1 = {k - 1}.")
+    return arr
+
+
+class VMoNF:
+    """Variational mixture of normalizing flows with the scikit-learn mixture API.
+
+    Args:
+        n_components: number of mixture components (clusters), K.
+        depth: coupling layers per component flow.
+        hidden: width of the conditioner networks.
+        flow: ``"realnvp"`` or ``"maf"``.
+        learn_prior: learn the mixture weights pi (``False``: uniform, as in the paper).
+        batch_size: points per training step.
+        max_steps: training steps in all, including the ones that chose the start.
+        lr: Adam learning rate.
+        init: starting partition: ``"auto"``, ``"kmeans"``, ``"spectral"``, ``"labels"`` or ``"random"``.
+        temperature_decay: the paper's decaying temperature on q's logits; 0 disables it.
+        val_fraction: share of points held out to pick the best state (0 trains on everything).
+        seed: seeds everything; results are deterministic on CPU.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``...
+    """
+
+    def __init__(self, n_components: int = 3, *, depth: int = 4, hidden: int = 64, flow: FlowType = "realnvp",
+                 learn_prior: bool = False, batch_size: int = 512, max_steps: int = 1500, lr: float = 3e-3,
+                 init: InitMethod = "auto", temperature_decay: float = 0.0, label_weight: float = 1.0,
+                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto"):
+        self.n_components, self.depth, self.hidden, self.flow = n_components, depth, hidden, flow
+        self.learn_prior, self.batch_size, self.max_steps, self.lr = learn_prior, batch_size, max_steps, lr
+        self.init, self.temperature_decay, self.label_weight = init, temperature_decay, label_weight
+        self.val_fraction, self.seed, self.device = val_fraction, seed, device
+
+    # -- configuration ----------------------------------------------------------------------------
+    def _configs(self, dim: int) -> tuple[ModelConfig, TrainConfig]:
+        mc = ModelConfig(self.n_components, dim, depth=self.depth, hidden=self.hidden, flow=self.flow,
+                         learn_prior=self.learn_prior)
+        tc = TrainConfig(lr=self.lr, batch_size=self.batch_size, seed=self.seed, init=self.init,
+                         temperature_decay=self.temperature_decay, label_weight=self.label_weight,
+                         init_steps=min(TrainConfig.init_steps, max(self.max_steps, 0)))
+        mc.validate()
+        tc.validate()
+        if self.max_steps < 0:
+            raise ValueError(f"max_steps must be 0 or more, got {self.max_steps}.")
+        if not 0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}.")
+        return mc, tc
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def fit(self, X, y=None) -> VMoNF:
+        """Fit to ``X`` (n, d). ``y`` optionally labels some points (``-1`` = unlabelled). Returns ``self``."""
+        x = check_array(X)
+        n, d = x.shape
+        if self.n_components > n:
+            raise ValueError(f"n_components={self.n_components} is more than the {n} samples; use at most {n}.")
+        labels = None if y is None else check_labels(y, n, self.n_components)
+        model_cfg, train_cfg = self._configs(d)
+        device = resolve_device(self.device)
+
+        rng = np.random.default_rng(self.seed)
+        n_val = int(self.val_fraction * n) if n >= 20 else 0
+        order = rng.permutation(n)
+        tr, va = order[n_val:], order[:n_val]
+        xt = torch.as_tensor(x[tr], device=device)
+        xv = torch.as_tensor(x[va], device=device) if n_val else None
+        yt = None if labels is None else torch.as_tensor(labels[tr], device=device)
+        shift, scale = xt.mean(0), xt.std(0) if len(xt) > 1 else torch.ones_like(xt[0])
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+
+        def make_trainer() -> Trainer:
+            torch.manual_seed(self.seed)
+            model = VMoNFModel(model_cfg).to(device)
+            model.set_standardization(shift, scale)
+            return Trainer(model, xt, yt, train_cfg, x_val=xv)
+
+        x_std = ((xt - shift) / scale).cpu().numpy()  # partitions are found in standardised units
+        result = choose_start(make_trainer, x_std, None if labels is None else labels[tr], self.n_components, train_cfg)
+        trainer = result.trainer
+        trainer.run(self.max_steps - trainer.step_count)  # the chosen start's init_steps count toward max_steps
+        if xv is not None:
+            trainer.evaluate()
+            trainer.restore_best()
+        self.model_ = trainer.model.eval()
+        self.trainer_ = trainer
+        self.init_ = result.init_method
+        self.init_scores_ = result.candidates
+        self.n_iter_ = trainer.step_count
+        self.history_ = trainer.history
+        self.n_features_in_ = d
+        with torch.no_grad():
+            self.lower_bound_ = float(self.model_.elbo(xt).mean())
+        return self
+
+    # -- inference --------------------------------------------------------------------------------
+    def _check_fitted(self) -> VMoNFModel:
+        if not hasattr(self, "model_"):
+            raise ValueError("This VMoNF is not fitted yet; call fit(X) first.")
+        return self.model_
+
+    def _model_and_tensor(self, X) -> tuple[VMoNFModel, torch.Tensor]:
+        model = self._check_fitted()
+        return model, torch.as_tensor(check_array(X, dim=self.n_features_in_), device=model.shift.device)
+
+    @property
+    def weights_(self) -> np.ndarray:
+        """Mixture weights pi, shape ``(K,)``."""
+        return self._check_fitted().log_pi.exp().detach().cpu().numpy()
+
+    @torch.no_grad()
+    def predict_proba(self, X) -> np.ndarray:
+        """Exact responsibilities ``p(c|x)``, shape ``(n, K)``; rows sum to 1."""
+        model, x = self._model_and_tensor(X)
+        return model.responsibilities(x).cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component per point (``predict_proba(X).argmax(1)``)."""
+        return self.predict_proba(X).argmax(1)
+
+    @torch.no_grad()
+    def posterior_proba(self, X) -> np.ndarray:
+        """The variational posterior ``q(c|x)`` (the network), shape ``(n, K)``."""
+        model, x = self._model_and_tensor(X)
+        return model.posterior_log_probs(x).exp().cpu().numpy()
+
+    @torch.no_grad()
+    def score_samples(self, X) -> np.ndarray:
+        """``log p(x)`` per point, shape ``(n,)``."""
+        model, x = self._model_and_tensor(X)
+        return model.log_prob(x).cpu().numpy()
+
+    def score(self, X, y=None) -> float:
+        """Mean ``log p(x)``."""
+        return float(self.score_samples(X).mean())
+
+    @torch.no_grad()
+    def elbo(self, X) -> np.ndarray:
+        """Per-point ELBO, shape ``(n,)``."""
+        model, x = self._model_and_tensor(X)
+        return model.elbo(x).cpu().numpy()
+
+    def sample(self, n_samples: int = 1, component: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``(X, components)`` from the mixture, or from one ``component``."""
+        model = self._check_fitted()
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
+        gen = torch.Generator(device=model.shift.device).manual_seed(self.seed)
+        x, c = model.sample(n_samples, component, generator=gen)
+        return x.cpu().numpy(), c.cpu().numpy()
+
+    # -- persistence ------------------------------------------------------------------------------
+    def get_params(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint that :meth:`load` reads without unpickling code."""
+        save_checkpoint(path, self._check_fitted(), {"estimator": self.get_params(), "n_iter": self.n_iter_})
+
+    @classmethod
+    def load(cls, path: str | Path | bytes) -> VMoNF:
+        model, extra = load_checkpoint(path)
+        est = cls(**extra.get("estimator", {}))
+        est.model_ = model.eval()
+        est.n_features_in_ = model.config.dim
+        est.n_iter_ = extra.get("n_iter", 0)
+        est.history_ = []
+        return est

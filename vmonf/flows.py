@@ -1,0 +1,208 @@
+"""K normalizing flows with one architecture, evaluated together (weights carry a leading K axis).
+
+Bijection contract, for every transform in this module::
+
+    forward(x) -> (z, logabsdet)     # data -> base,  x: (K, N, D), logabsdet: (K, N)
+    inverse(z) -> (x, logabsdet)     # base -> data,  logabsdet of the inverse map
+
+so that ``log p_k(x) = log N(z_k; 0, I) + logabsdet_k``. Component k of every tensor
+is component k's flow: there is no Python loop over components.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+FlowType = Literal["realnvp", "maf"]
+
+#: Bound of the log-scale, ``s = c * tanh(s_raw / c)``. Keeps exp(s) in [e^-c, e^c].
+SCALE_BOUND = 3.0
+
+
+def soft_clamp(s: Tensor, bound: float = SCALE_BOUND) -> Tensor:
+    """Smoothly bound ``s`` to ``(-bound, bound)``; the identity near zero."""
+    return bound * torch.tanh(s / bound)
+
+
+class BatchedLinear(nn.Module):
+    """K independent linear maps ``(K, N, i) -> (K, N, o)`` in one ``baddbmm``.
+
+    An optional fixed 0/1 ``mask`` of shape ``(i, o)`` makes it a MADE layer.
+    """
+
+    def __init__(self, k: int, i: int, o: int, *, zero: bool = False, mask: Tensor | None = None):
+        super().__init__()
+        bound = 0.0 if zero else 1.0 / math.sqrt(i)
+        self.weight = nn.Parameter(torch.empty(k, i, o).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(k, 1, o))
+        self.register_buffer("mask", mask if mask is not None else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight if self.mask is None else self.weight * self.mask
+        return torch.baddbmm(self.bias, x, w)
+
+
+def batched_mlp(k: int, i: int, hidden: int, o: int, masks: list[Tensor] | None = None) -> nn.Sequential:
+    """Two hidden layers of width ``hidden``; the last layer starts at zero (identity flow)."""
+    m = masks or [None, None, None]
+    return nn.Sequential(
+        BatchedLinear(k, i, hidden, mask=m[0]),
+        nn.SiLU(),
+        BatchedLinear(k, hidden, hidden, mask=m[1]),
+        nn.SiLU(),
+        BatchedLinear(k, hidden, o, zero=True, mask=m[2]),
+    )
+
+
+class ElementwiseAffine(nn.Module):
+    """Per-component ``z = (x - loc_k) * exp(-log_scale_k)``; set from k-means by :meth:`initialize`."""
+
+    def __init__(self, k: int, d: int):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(k, 1, d))
+        self.log_scale = nn.Parameter(torch.zeros(k, 1, d))
+
+    @torch.no_grad()
+    def initialize(self, loc: Tensor, scale: Tensor) -> None:
+        """Set each component's location and scale, both of shape ``(K, D)``."""
+        self.loc.copy_(loc.unsqueeze(1))
+        self.log_scale.copy_(scale.clamp_min(1e-3).log().unsqueeze(1))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z = (x - self.loc) * torch.exp(-self.log_scale)
+        return z, (-self.log_scale.sum(-1)).expand(x.shape[:2])
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        x = z * torch.exp(self.log_scale) + self.loc
+        return x, self.log_scale.sum(-1).expand(z.shape[:2])
+
+
+class AffineCoupling(nn.Module):
+    """RealNVP affine coupling: dims where ``mask == 1`` pass through and condition the rest.
+
+    .. math:: z = m \\odot x + (1 - m) \\odot (x e^{s(m x)} + t(m x)), \\quad
+              \\log|\\det J| = \\sum_i (1 - m_i) s_i
+    """
+
+    def __init__(self, k: int, d: int, hidden: int, mask: Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask)
+        self.net = batched_mlp(k, d, hidden, 2 * d)
+
+    def _scale_shift(self, x_masked: Tensor) -> tuple[Tensor, Tensor]:
+        s, t = self.net(x_masked).chunk(2, dim=-1)
+        keep = 1.0 - self.mask
+        return soft_clamp(s) * keep, t * keep
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        s, t = self._scale_shift(x * self.mask)
+        return x * torch.exp(s) + t, s.sum(-1)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        s, t = self._scale_shift(z * self.mask)
+        return (z - t) * torch.exp(-s), -s.sum(-1)
+
+
+def made_masks(d: int, hidden: int, order: Tensor) -> list[Tensor]:
+    """MADE connectivity masks for input order ``order`` (a permutation of ``range(d)``).
+
+    Output ``i`` (for both the shift and log-scale halves) sees only inputs earlier in ``order``.
+    """
+    rank_in = torch.empty(d, dtype=torch.long)
+    rank_in[order] = torch.arange(d)
+    rank_h = torch.arange(hidden) % max(d - 1, 1)  # degrees 0 .. d-2
+    m1 = (rank_in[:, None] <= rank_h[None, :]).float()
+    m2 = (rank_h[:, None] <= rank_h[None, :]).float()
+    m3 = (rank_h[:, None] < rank_in[None, :]).float().repeat(1, 2)
+    return [m1, m2, m3]
+
+
+class MADEAffine(nn.Module):
+    """Masked autoregressive flow block (MAF): ``z_i = (x_i - mu_i(x_<i)) e^{-a_i(x_<i)}``.
+
+    Density evaluation (forward) is one pass; sampling (inverse) takes ``D`` passes.
+    """
+
+    def __init__(self, k: int, d: int, hidden: int, order: Tensor):
+        super().__init__()
+        self.d = d
+        self.net = batched_mlp(k, d, hidden, 2 * d, masks=made_masks(d, hidden, order))
+
+    def _params(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, a = self.net(x).chunk(2, dim=-1)
+        return mu, soft_clamp(a)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, a = self._params(x)
+        return (x - mu) * torch.exp(-a), -a.sum(-1)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        x = torch.zeros_like(z)
+        for _ in range(self.d):
+            mu, a = self._params(x)
+            x = z * torch.exp(a) + mu
+        return x, a.sum(-1)
+
+
+def _coupling_masks(d: int, depth: int) -> list[Tensor]:
+    """Alternate parity masks and half masks (and their complements) so every dim is transformed."""
+    idx = torch.arange(d)
+    masks = []
+    for layer in range(depth):
+        base = (idx % 2 == 0) if (layer // 2) % 2 == 0 or d < 3 else (idx < d // 2)
+        masks.append((base if layer % 2 == 0 else ~base).float())
+    return masks
+
+
+class ComponentFlows(nn.Module):
+    """``K`` flows ``x -> z`` of ``depth`` blocks each, evaluated on every point at once.
+
+    Args:
+        k: number of components.
+        d: data dimension (``d >= 2`` for RealNVP, ``d >= 1`` for MAF).
+        depth: number of coupling (or MADE) blocks.
+        hidden: width of each conditioner MLP.
+        flow: ``"realnvp"`` (affine coupling) or ``"maf"`` (MADE blocks, the paper's MNIST choice).
+    """
+
+    def __init__(self, k: int, d: int, depth: int, hidden: int, flow: FlowType = "realnvp"):
+        super().__init__()
+        self.k, self.d = k, d
+        self.affine = ElementwiseAffine(k, d)
+        if flow == "realnvp":
+            blocks = [AffineCoupling(k, d, hidden, m) for m in _coupling_masks(d, depth)]
+        elif flow == "maf":
+            orders = [torch.arange(d) if i % 2 == 0 else torch.arange(d).flip(0) for i in range(depth)]
+            blocks = [MADEAffine(k, d, hidden, o) for o in orders]
+        else:
+            raise ValueError(f"flow must be 'realnvp' or 'maf', got {flow!r}")
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Map ``x`` of shape ``(N, D)`` or ``(K, N, D)`` to base space through every component."""
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.k, -1, -1)
+        z, total = self.affine(x)
+        for block in self.blocks:
+            z, ld = block(z)
+            total = total + ld
+        return z, total
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Map base points ``z`` of shape ``(K, N, D)`` to data space, component k through flow k."""
+        total = z.new_zeros(z.shape[:2])
+        for block in reversed(self.blocks):
+            z, ld = block.inverse(z)
+            total = total + ld
+        x, ld = self.affine.inverse(z)
+        return x, total + ld
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log p(x | c=k)`` for every point and component, shape ``(N, K)``."""
+        z, logdet = self.forward(x)
+        base = -0.5 * (z**2).sum(-1) - 0.5 * self.d * math.log(2 * math.pi)
+        return (base + logdet).transpose(0, 1)
