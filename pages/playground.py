@@ -1,0 +1,107 @@
+"""2-D playground: pick a toy data set, K and the flow depth, and watch the mixture learn live."""
+
+import streamlit as st
+import torch
+
+import ui
+from vmonf import figures
+from vmonf.data import TOY_DATASETS
+from vmonf.worker import JobSpec
+
+PAGE = "toy"
+# Per-data-set sliders: (parameter, label, min, max, default, step, help)
+TOY_PARAMS = {
+    "pinwheel": [("wings", "wings", 2, 8, 5, 1, "How many curved arms (true clusters)."),
+                 ("rate", "bend", 0.0, 1.0, 0.4, 0.05, "How strongly each wing curls; 0 gives straight blobs."),
+                 ("radial_std", "radial noise", 0.05, 0.6, 0.3, 0.05, "Spread along each wing.")],
+    "two circles": [("noise", "noise", 0.0, 0.2, 0.04, 0.01, "Jitter of the points around each ring.")],
+    "moons": [("noise", "noise", 0.0, 0.3, 0.08, 0.01, "Jitter of the points around each moon.")],
+    "gaussian mixture": [("components", "blobs", 2, 8, 4, 1, "How many Gaussian blobs (true clusters)."),
+                         ("std", "blob width", 0.1, 1.0, 0.35, 0.05, "Standard deviation of each blob.")],
+    "spirals": [("arms", "arms", 2, 4, 2, 1, "How many spiral arms (true clusters)."),
+                ("noise", "noise", 0.0, 0.15, 0.05, 0.01, "Jitter of the points around each arm.")],
+    "banana": [("bend", "bend", 0.2, 2.0, 1.2, 0.1, "How curved each crescent is.")],
+    "checkerboard": [("squares", "board size", 2, 6, 4, 1, "Squares per side; half of them hold points.")],
+}
+TRUE_K = {"pinwheel": "wings", "gaussian mixture": "components", "spirals": "arms"}
+
+
+def devices() -> list[str]:
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def settings_ui() -> JobSpec:
+    """The sidebar: data, model and training settings, returned as one immutable JobSpec."""
+    sb = st.sidebar
+    sb.header("Data")
+    name = sb.selectbox("data set", list(TOY_DATASETS), key="toy_dataset",
+                        help="A 2-D toy data set with known true clusters.")
+    sb.caption(TOY_DATASETS[name][1])
+    n = sb.slider("points", 200, 5000, 1000, 100, key="toy_n", help="How many points to generate.")
+    params = {}
+    for pname, label, lo, hi, default, step, helptext in TOY_PARAMS.get(name, []):
+        params[pname] = sb.slider(label, lo, hi, default, step, key=f"toy_{name}_{pname}", help=helptext)
+    data_seed = sb.number_input("data seed", 0, 10_000, 0, key="toy_data_seed",
+                                help="Same seed, same points: share it to reproduce a run.")
+    true_k = int(params.get(TRUE_K.get(name, ""), 2 if name in ("two circles", "moons", "banana") else 4))
+    sb.header("Model")
+    k = sb.slider("components K", 1, 12, min(true_k, 12), key=f"toy_k_{name}",
+                  help="How many flows (clusters) the mixture has.")
+    depth = sb.slider("flow depth", 1, 10, 4, key="toy_depth",
+                      help="Coupling layers per component flow: deeper flows can bend more.")
+    hidden = sb.select_slider("hidden width", [16, 32, 64, 128], 64, key="toy_hidden",
+                              help="Neurons in each layer of the networks inside the flows.")
+    sb.header("Training")
+    lr = sb.select_slider("learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], 3e-3, key="toy_lr",
+                          format_func=lambda v: f"{v:g}", help="Adam step size. Too high and training diverges.")
+    batch = sb.select_slider("batch size", [64, 128, 256, 512, 1024], 512, key="toy_batch",
+                             help="Points per training step.")
+    labels = sb.slider("labelled points per cluster", 0, 64, 0, key="toy_labels",
+                       help="Semi-supervised mode: reveal this many true labels per cluster (0 = unsupervised).")
+    init = sb.selectbox("start", ["auto", "kmeans", "spectral", "ward", "random"], key="toy_init",
+                        help="How components start. auto tries k-means, spectral and Ward starts and keeps "
+                             "the best; random is the paper's plain start.")
+    seed = sb.number_input("training seed", 0, 10_000, 0, key="toy_seed", help="Seeds the model and mini-batches.")
+    device = sb.selectbox("device", devices(), key="toy_device",
+                          help="auto uses a GPU when there is one, otherwise the CPU.")
+    return JobSpec(dataset=name, n_samples=int(n), data_seed=int(data_seed), toy_params=params, n_components=k,
+                   model={"depth": depth, "hidden": hidden}, labelled_per_class=labels, device=device,
+                   train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init})
+
+
+def render(job, snap) -> None:
+    ui.status_line(job, snap)
+    if snap is None:
+        return
+    comp = st.session_state.get("toy_view_comp", "mixture")
+    component = None if comp == "mixture" else int(comp.split()[-1]) - 1
+    if component is not None and component >= len(snap.get("pi")):
+        component = None
+    fig = figures.density_figure(snap, component=component, show_samples=st.session_state.get("toy_samples", False),
+                                 log_scale=st.session_state.get("toy_log", True))
+    ui.live_figure(fig, key="toy_density")
+    ui.live_figure(figures.curves_figure(snap), key="toy_curves")
+
+
+st.title("2-D playground")
+st.caption("Each colour is one component: a normalizing flow that bends a Gaussian to fit its cluster. "
+           "The grey background is the mixture density log p(x); faint points are ones the model is unsure about.")
+spec = settings_ui()
+job = ui.controls(PAGE, spec)
+v1, v2, v3 = st.columns([2, 1, 1])
+v1.selectbox("show density of", ["mixture"] + [f"component {c + 1}" for c in range(spec.n_components)],
+             key="toy_view_comp", help="The whole mixture, or the density of one component flow alone.")
+v2.toggle("show samples", key="toy_samples", help="Crosses: points drawn from the model, coloured by component.")
+v3.toggle("log scale", value=True, key="toy_log", help="Log density shows the tails; linear shows the peaks.")
+if job is None:
+    st.info("Choose a data set and settings in the sidebar, then press **Start**.", icon="👈")
+else:
+    ui.live_panel(PAGE, render)
+    if job.checkpoint:
+        st.download_button("Download the trained model (.pt)", job.checkpoint, file_name=f"vmonf-{spec.dataset}.pt",
+                           key="toy_download", help="A checkpoint that vmonf.VMoNF.load reads (no code inside).")

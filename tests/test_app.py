@@ -1,0 +1,98 @@
+"""AppTest smoke tests: every page renders, and the main controls drive a real background run."""
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def current_step(at: AppTest) -> int | None:
+    value = next((m.value for m in at.metric if m.label == "step"), "–")
+    return None if value in ("–", None) else int(value.replace(",", ""))
+
+
+def wait_for_step(at: AppTest, min_step: int, timeout: float = 60) -> int:
+    """Rerun the script (AppTest never fires fragment timers) until the run passes ``min_step``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        at.run()
+        assert not at.exception, at.exception
+        step = current_step(at)
+        if step is not None and step >= min_step:
+            return step
+        time.sleep(0.3)
+    raise AssertionError(f"no step >= {min_step} within {timeout}s; metrics: {[(m.label, m.value) for m in at.metric]}")
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+@pytest.fixture
+def app():
+    at = AppTest.from_file(APP, default_timeout=60)
+    yield at
+    # Reset every page's run so no worker outlives the test.
+    for label in ("Reset",):
+        for b in at.button:
+            if b.label == label and not b.disabled:
+                b.click().run()
+
+
+def test_playground_trains_pauses_and_keeps_the_model(app):
+    app.run()
+    assert not app.exception
+    assert app.title[0].value == "2-D playground"
+    assert all(w.help for w in app.sidebar.slider), "every slider explains itself"
+    app.sidebar.slider(key="toy_n").set_value(400)
+    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
+    app.run()
+    button(app, "Start").click().run()
+    assert not app.exception
+    first = wait_for_step(app, 1)
+    later = wait_for_step(app, first + 20)
+    assert later > first
+    button(app, "Pause").click().run()
+    time.sleep(1.0)
+    app.run()
+    paused = current_step(app)
+    time.sleep(1.0)
+    app.run()
+    assert current_step(app) == paused
+    button(app, "Stop").click().run()
+    app.run()
+    assert any(b.label.startswith("Download the trained model") for b in app.get("download_button"))
+    assert not app.error
+
+
+def test_changed_settings_ask_before_discarding(app):
+    app.run()
+    app.sidebar.slider(key="toy_n").set_value(300)
+    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
+    app.run()
+    button(app, "Start").click().run()
+    wait_for_step(app, 1)
+    app.sidebar.slider(key="toy_depth").set_value(2)
+    app.run()
+    assert any("throws the trained run away" in w.value for w in app.warning)
+    assert button(app, "Discard and start") is not None
+
+
+def test_images_page_digits(app):
+    app.switch_page("pages/images.py").run()
+    assert not app.exception
+    app.sidebar.selectbox(key="img_source").set_value("scikit-learn digits (8×8)").run()
+    button(app, "Start").click().run()
+    wait_for_step(app, 1, timeout=90)
+    labels = {m.label for m in app.metric}
+    assert {"accuracy (best matching)", "NMI", "ARI"} <= labels
+    assert not app.exception
+
+
+def test_how_it_works_renders(app):
+    app.switch_page("pages/how_it_works.py").run()
+    assert not app.exception
+    assert len(app.get("latex")) >= 5

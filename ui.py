@@ -1,0 +1,190 @@
+"""Streamlit helpers shared by the pages: the per-session runs, the training controls, the smooth live chart.
+
+Only UI files (app.py, pages/, this module) import streamlit; the library in vmonf/ never does.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import plotly
+import plotly.graph_objects as go
+import streamlit as st
+
+from vmonf.job import BusyError, TrainingJob
+from vmonf.snapshot import Snapshot
+from vmonf.worker import JobSpec
+
+STATIC = Path(__file__).resolve().parent / "static"
+ACTIVE_STATES = ("starting", "initializing", "running", "stepping", "stopping")
+STATE_LABELS = {
+    "created": "not started", "starting": "starting the training process…", "initializing": "choosing a start…",
+    "running": "training", "stepping": "taking a few steps", "paused": "paused", "finished": "finished",
+    "diverged": "stopped: training diverged", "stopping": "stopping…", "stopped": "stopped (model kept)",
+    "error": "error",
+}
+
+
+def ensure_plotly_js() -> None:
+    """Copy plotly.js from the plotly package to ``static/`` once, so the live chart loads it offline."""
+    target = STATIC / "plotly.min.js"
+    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not target.exists() or target.stat().st_size != source.stat().st_size:
+        STATIC.mkdir(exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+
+
+# -- the smooth live chart --------------------------------------------------------------------------
+# One <div> per chart; every update calls Plotly.react on it, so the chart is never re-mounted,
+# nothing flickers and uirevision keeps the user's zoom. The JavaScript only ever receives figure
+# JSON built by vmonf.figures (data, never user-provided HTML).
+_LIVE_JS = """
+export default function (component) {
+  const { data, parentElement } = component;
+  let el = parentElement.querySelector(".vmonf-live");
+  if (!el) {
+    el = document.createElement("div");
+    el.className = "vmonf-live";
+    el.dataset.updates = "0";
+    parentElement.appendChild(el);
+  }
+  if (!window.__vmonfPlotly) {
+    window.__vmonfPlotly = new Promise((resolve, reject) => {
+      if (window.Plotly) { resolve(window.Plotly); return; }
+      const s = document.createElement("script");
+      s.src = "./app/static/plotly.min.js";
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => { window.__vmonfPlotly = null; reject(new Error("plotly.js failed to load")); };
+      document.head.appendChild(s);
+    });
+  }
+  if (!data) { return; }
+  const fig = typeof data === "string" ? JSON.parse(data) : data;
+  el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
+  window.__vmonfPlotly.then((Plotly) => {
+    Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
+    el.dataset.updates = String(Number(el.dataset.updates) + 1);
+    el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");
+  });
+}
+"""
+_live_component = st.components.v2.component("vmonf_live_plot", js=_LIVE_JS, isolate_styles=False)
+
+
+def live_figure(fig: go.Figure, *, key: str) -> None:
+    """Show ``fig`` in a chart that updates in place (``Plotly.react``) instead of re-mounting."""
+    _live_component(data=fig.to_json(), key=key, height=int(fig.layout.height or 450))
+
+
+# -- one set of runs per browser session --------------------------------------------------------------
+class SessionRuns:
+    """The training jobs of one browser session, by page. Stopped when the tab closes."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, TrainingJob] = {}
+
+    def close(self) -> None:
+        for job in self.jobs.values():
+            job.stop(timeout=5)
+
+
+@st.cache_resource(scope="session", on_release=lambda runs: runs.close(), show_spinner=False)
+def session_runs() -> SessionRuns:
+    return SessionRuns()
+
+
+def current_job(page: str) -> TrainingJob | None:
+    return session_runs().jobs.get(page)
+
+
+def _start(page: str, spec: JobSpec) -> None:
+    runs = session_runs()
+    job = runs.jobs.get(page)
+    if job is not None and job.spec == spec and job.state in ACTIVE_STATES:
+        return  # already running: a rerun or a double click never starts a second worker
+    if job is not None:
+        job.stop(timeout=5)
+    job = TrainingJob(spec)
+    try:
+        job.start()
+    except BusyError as exc:
+        st.session_state[f"{page}_flash"] = str(exc)
+        return
+    runs.jobs[page] = job
+
+
+def _reset(page: str) -> None:
+    job = session_runs().jobs.pop(page, None)
+    if job is not None:
+        job.stop(timeout=5)
+
+
+def controls(page: str, spec: JobSpec) -> TrainingJob | None:
+    """Start / Pause / Resume / Step / Stop / Reset buttons; returns the page's job, if any."""
+    job = current_job(page)
+    if msg := st.session_state.pop(f"{page}_flash", None):
+        st.warning(msg, icon="⏳")
+    changed = job is not None and job.spec != spec
+    if changed:
+        st.warning("You changed the data or model settings. The current run still uses the old ones. "
+                   "Starting again throws the trained run away.", icon="⚠️")
+    state = job.state if job else "created"
+    cols = st.columns(6)
+    active = state in ACTIVE_STATES
+    cols[0].button("Start" if not changed else "Discard and start", key=f"{page}_start", type="primary",
+                   on_click=_start, args=(page, spec), disabled=active and not changed, use_container_width=True,
+                   help="Start training a new run with these settings, in the background.")
+    cols[1].button("Pause", key=f"{page}_pause", on_click=lambda: job and job.pause(),
+                   disabled=state not in ("running", "stepping"), use_container_width=True,
+                   help="Pause training; the plots keep the current state.")
+    cols[2].button("Resume", key=f"{page}_resume", on_click=lambda: job and job.resume(),
+                   disabled=state not in ("paused", "finished"), use_container_width=True,
+                   help="Continue training from where it paused.")
+    cols[3].button("Step", key=f"{page}_step", on_click=lambda: job and job.step(25),
+                   disabled=state not in ("paused", "finished"), use_container_width=True,
+                   help="Take 25 training steps, then pause again: watch the model change bit by bit.")
+    cols[4].button("Stop", key=f"{page}_stop", on_click=lambda: job and job.stop(),
+                   disabled=not (job and job.alive), use_container_width=True,
+                   help="End training. The trained model and its recording are kept.")
+    cols[5].button("Reset", key=f"{page}_reset", on_click=_reset, args=(page,), disabled=job is None,
+                   use_container_width=True, help="Throw this run away.")
+    return current_job(page)
+
+
+def status_line(job: TrainingJob, snap: Snapshot | None) -> None:
+    """Step counter, speed and state, plus a clear message for errors or divergence."""
+    state = job.state
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("step", f"{snap.step:,}" if snap else "–")
+    c2.metric("steps / s", f"{snap.meta.get('steps_per_sec', 0):.0f}" if snap and state == "running" else "–")
+    c3.metric("device", job.info.get("device", "…"))
+    c4.metric("state", STATE_LABELS.get(state, state))
+    if state == "error":
+        st.error(f"Training stopped: {job.message}", icon="🚫")
+    elif state == "diverged":
+        st.error(job.message, icon="💥")
+    elif state in ("starting", "initializing"):
+        st.info("Preparing the run: loading data and choosing a starting point for each component…", icon="⏳")
+
+
+def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None], every: float = 0.15) -> None:
+    """Re-run ``render(job, snapshot)`` every ``every`` seconds while the page's job trains."""
+    job = current_job(page)
+    if job is None:
+        return
+    watching = job.state in ACTIVE_STATES
+
+    @st.fragment(run_every=every if watching else None)
+    def panel() -> None:
+        j = current_job(page)
+        if j is None:
+            return
+        render(j, j.latest())
+        if watching and j.state not in ACTIVE_STATES:
+            st.rerun()  # the run paused, finished or failed on its own: refresh the controls
+
+    panel()

@@ -1,0 +1,176 @@
+"""``TrainingJob``: a background thread that owns one worker process and relays its snapshots.
+
+The UI calls ``start / pause / resume / step / stop`` and reads :meth:`TrainingJob.latest`; it never
+touches the model. The relay thread never calls into the UI. They share only immutable snapshots,
+a few status fields, and a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from vmonf.snapshot import Recording, Snapshot
+from vmonf.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
+
+#: Trainings that may run at once in this server process (each one is a worker process).
+MAX_CONCURRENT_JOBS = int(os.environ.get("VMONF_MAX_JOBS", "4"))
+_slots = threading.BoundedSemaphore(MAX_CONCURRENT_JOBS)
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+class BusyError(RuntimeError):
+    """Every training slot is taken."""
+
+
+class TrainingJob:
+    """One training run in a worker process, relayed by a daemon thread.
+
+    ``start()`` is idempotent; ``stop()`` keeps the final snapshot, the recording and the checkpoint.
+    """
+
+    def __init__(self, spec: JobSpec, *, max_frames: int = 200):
+        self.spec = spec
+        self.recording = Recording(max_frames)
+        self.state = "created"  # created, starting, initializing, running, paused, stepping, finished, diverged,
+        # stopping, stopped, error
+        self.message = ""
+        self.checkpoint: bytes | None = None
+        self.info: dict = {}
+        self._latest: Snapshot | None = None
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self._has_slot = False
+        self._stderr: list[str] = []
+
+    # -- control ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker and the relay thread; does nothing if already started."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            if not _slots.acquire(blocking=False):
+                raise BusyError(f"All {MAX_CONCURRENT_JOBS} training slots on this server are busy. "
+                                "Try again in a moment, when another run has stopped.")
+            self._has_slot = True
+            self.state = "starting"
+            env = {**os.environ, "OMP_NUM_THREADS": str(self.spec.threads), "PYTHONPATH": os.pathsep.join(
+                p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "vmonf.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=env, cwd=str(_ROOT), start_new_session=True,
+            )
+            self._proc.stdin.write((self.spec.to_json() + "\n").encode())
+            self._proc.stdin.flush()
+            self._thread = threading.Thread(target=self._relay, name="vmonf-training", daemon=True)
+            self._thread.start()
+            threading.Thread(target=self._drain_stderr, daemon=True).start()
+
+    def _send(self, cmd: dict) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            proc.stdin.write((json.dumps(cmd) + "\n").encode())
+            proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    def pause(self) -> None:
+        self._send({"cmd": "pause"})
+
+    def resume(self) -> None:
+        if self.alive and self.state in ("paused", "finished", "diverged"):
+            self.state = "running"  # optimistic, so a UI redrawn right away keeps watching; the worker confirms
+        self._send({"cmd": "resume"})
+
+    def step(self, n: int = 50) -> None:
+        if self.alive and self.state in ("paused", "finished", "diverged"):
+            self.state = "stepping"
+        self._send({"cmd": "step", "n": int(n)})
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the worker to finish, wait for its checkpoint, then make sure it has exited."""
+        proc = self._proc
+        if proc is None:
+            return
+        if self.alive:
+            self.state = "stopping"
+        self._send({"cmd": "stop"})
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._has_slot:
+                self._has_slot = False
+                _slots.release()
+
+    # -- status -----------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def latest(self) -> Snapshot | None:
+        with self._lock:
+            return self._latest
+
+    def wait_for(self, predicate, timeout: float = 30.0, poll: float = 0.05) -> bool:
+        """Wait until ``predicate(self)`` holds (for scripts and tests)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate(self):
+                return True
+            time.sleep(poll)
+        return predicate(self)
+
+    # -- relay thread -----------------------------------------------------------------------------
+    def _relay(self) -> None:
+        stream = self._proc.stdout
+        try:
+            while (msg := read_message(stream)) is not None:
+                kind, payload = msg
+                if kind == SNAPSHOT:
+                    snap = Snapshot.from_bytes(payload)
+                    with self._lock:
+                        self._latest = snap
+                    self.recording.append(snap)
+                elif kind == EVENT:
+                    event = json.loads(payload)
+                    self.state = event.pop("state")
+                    if "message" in event:
+                        self.message = event.pop("message")
+                    self.info.update(event)
+                elif kind == CHECKPOINT:
+                    self.checkpoint = payload
+        finally:
+            code = self._proc.wait()
+            if self.state not in ("stopped", "error"):
+                if code == 0 and self.checkpoint is not None:
+                    self.state = "stopped"
+                else:
+                    self.state = "error"
+                    tail = "".join(self._stderr[-5:]).strip()
+                    self.message = self.message or f"The training process ended unexpectedly (exit {code}). {tail}"
+            self._release()
+
+    def _drain_stderr(self) -> None:
+        for line in self._proc.stderr:
+            self._stderr.append(line.decode(errors="replace"))
+            del self._stderr[:-50]

@@ -1,0 +1,191 @@
+"""Immutable, numpy-only pictures of a training run (:class:`Snapshot`) and a bounded :class:`Recording`.
+
+The training side builds snapshots with :func:`take_snapshot`; the UI only ever reads them.
+They cross process boundaries as ``.npz`` bytes (no pickle): :meth:`Snapshot.to_bytes` / :meth:`Snapshot.from_bytes`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import torch
+
+from vmonf.metrics import clustering_scores, contingency
+from vmonf.model import VMoNFModel
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One moment of a run. ``meta`` holds numbers and strings; ``arrays`` holds read-only numpy arrays.
+
+    Common ``meta`` keys: step, steps_per_sec, elapsed, state, elbo, val_loglik, ari, nmi, accuracy.
+    Common ``arrays``: hist_step, hist_elbo, hist_val_loglik, hist_pi (H, K), hist_ari, grid_x, grid_y,
+    log_density (G, G), comp_log_density (K, G, G), points (P, D), assign (P,), confidence (P,),
+    y_true (P,), labelled (P,), samples (S, D), sample_comp (S,), component_images (K, m, h, w),
+    contingency (K, C), pi (K,).
+    """
+
+    meta: MappingProxyType
+    arrays: MappingProxyType
+
+    @staticmethod
+    def create(meta: dict, arrays: dict[str, np.ndarray]) -> Snapshot:
+        frozen = {}
+        for k, v in arrays.items():
+            a = np.array(v)  # a private copy
+            a.setflags(write=False)
+            frozen[k] = a
+        return Snapshot(MappingProxyType(dict(meta)), MappingProxyType(frozen))
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.arrays.get(name)
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, __meta__=np.array(json.dumps(dict(self.meta))), **dict(self.arrays))
+        return buf.getvalue()
+
+    @staticmethod
+    def from_bytes(data: bytes) -> Snapshot:
+        """Decode :meth:`to_bytes` output; never unpickles (``allow_pickle=False``)."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        return Snapshot.create(meta, arrays)
+
+
+@dataclass
+class Recording:
+    """The frames of a run, at most ``max_frames`` of them whatever the run's length.
+
+    When full, every second frame is dropped and the keep-stride doubles, so the frames stay evenly
+    spread over the whole run and in step order. Thread-safe.
+    """
+
+    max_frames: int = 200
+    frames: list[Snapshot] = field(default_factory=list)
+    stride: int = 1
+    _seen: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def append(self, snap: Snapshot) -> None:
+        with self._lock:
+            if self._seen % self.stride == 0:
+                self.frames.append(snap)
+                if len(self.frames) > self.max_frames:
+                    self.frames = self.frames[::2]
+                    self.stride *= 2
+            self._seen += 1
+
+    def snapshot_list(self) -> list[Snapshot]:
+        with self._lock:
+            return list(self.frames)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass(frozen=True)
+class View:
+    """What a snapshot shows: a fixed subset of points, a fixed grid, fixed sample noise."""
+
+    points: np.ndarray  # (P, D) points to colour by cluster
+    y_true: np.ndarray | None  # (P,) their true labels, if known
+    labelled: np.ndarray | None  # (P,) bool, points whose label the model was given
+    grid_x: np.ndarray | None = None  # (G,) grid for 2-D densities
+    grid_y: np.ndarray | None = None
+    n_samples: int = 300  # samples drawn from the model per snapshot (2-D)
+    per_component_images: int = 6  # image data: samples per component shown as images
+    to_images: object = None  # image data: callable features -> (n, h, w)
+    component_densities: bool = True  # 2-D: also evaluate every component's density
+
+
+def make_view(x: np.ndarray, y: np.ndarray | None, labelled: np.ndarray | None = None, *, max_points: int = 2000,
+              grid: int = 100, seed: int = 0, margin: float = 0.15, **kw) -> View:
+    """Pick the points and grid once per run, so frames line up and axes never jump."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.permutation(len(x))[:max_points])
+    gx = gy = None
+    if x.shape[1] == 2 and grid > 0:
+        lo, hi = x.min(0), x.max(0)
+        pad = margin * (hi - lo)
+        gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid, dtype=np.float32)
+        gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid, dtype=np.float32)
+    return View(x[idx], None if y is None else y[idx], None if labelled is None else labelled[idx], gx, gy, **kw)
+
+
+@torch.no_grad()
+def _chunked(fn, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+
+
+@torch.no_grad()
+def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int = 0) -> Snapshot:
+    """Evaluate the model on the view: densities on the grid, assignments, samples, metrics.
+
+    Adds this frame's ``ari`` and ``nmi`` to ``history[-1]`` when true labels are known.
+    """
+    device = model.shift.device
+    model.eval()
+    pts = torch.as_tensor(view.points, device=device)
+    q = _chunked(lambda t: model.posterior_log_probs(t).exp(), pts)
+    conf, assign = q.max(1)
+    arrays: dict[str, np.ndarray] = {
+        "points": view.points.astype(np.float32), "assign": assign.cpu().numpy().astype(np.int16),
+        "confidence": conf.cpu().numpy().astype(np.float32), "pi": model.log_pi.exp().cpu().numpy(),
+    }
+    meta = dict(meta)
+    if view.y_true is not None:
+        arrays["y_true"] = view.y_true.astype(np.int16)
+        scores = clustering_scores(view.y_true, arrays["assign"].astype(np.int64))
+        meta.update(scores)
+        if history:  # so the ARI/NMI curves include this frame
+            history[-1].update(ari=scores["ari"], nmi=scores["nmi"])
+        if view.to_images is not None:
+            arrays["contingency"] = contingency(view.y_true, arrays["assign"].astype(np.int64),
+                                                model.config.n_components)
+    if view.labelled is not None:
+        arrays["labelled"] = view.labelled
+    gen = torch.Generator(device=device).manual_seed(seed)
+    if view.grid_x is not None:
+        gx, gy = torch.as_tensor(view.grid_x, device=device), torch.as_tensor(view.grid_y, device=device)
+        xx, yy = torch.meshgrid(gx, gy, indexing="xy")
+        grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+        g = len(view.grid_x)
+        comp = _chunked(model.component_log_prob, grid)  # (G*G, K)
+        log_mix = torch.logsumexp(comp + model.log_pi, -1)
+        arrays.update(grid_x=view.grid_x, grid_y=view.grid_y,
+                      log_density=log_mix.reshape(len(view.grid_y), g).cpu().numpy().astype(np.float32))
+        if view.component_densities:
+            arrays["comp_log_density"] = comp.T.reshape(-1, len(view.grid_y), g).cpu().numpy().astype(np.float32)
+        s, c = model.sample(view.n_samples, generator=gen)
+        arrays.update(samples=s.cpu().numpy().astype(np.float32), sample_comp=c.cpu().numpy().astype(np.int16))
+    if view.to_images is not None:
+        k, m = model.config.n_components, view.per_component_images
+        feats = torch.cat([model.sample(m, component=c, generator=gen)[0] for c in range(k)])
+        imgs = view.to_images(feats.cpu().numpy())
+        arrays["component_images"] = imgs.reshape(k, m, *imgs.shape[1:]).astype(np.float32)
+    arrays.update(_history_arrays(history, model.config.n_components))
+    if history:
+        last = history[-1]
+        meta.update({key: last[key] for key in ("val_elbo", "val_loglik") if key in last})
+    model.train()
+    return Snapshot.create(meta, arrays)
+
+
+def _history_arrays(history: list[dict], k: int) -> dict[str, np.ndarray]:
+    def col(name):
+        return np.array([row.get(name, np.nan) for row in history], dtype=np.float32)
+
+    pi = np.array([row["pi"] for row in history], dtype=np.float32).reshape(-1, k)
+    return {"hist_step": col("step"), "hist_elbo": col("val_elbo"), "hist_val_loglik": col("val_loglik"),
+            "hist_ari": col("ari"), "hist_nmi": col("nmi"), "hist_pi": pi}

@@ -1,0 +1,251 @@
+"""The training worker process: ``python -m vmonf.worker`` reads a :class:`JobSpec` and control commands
+on stdin, trains, and writes framed messages (snapshots, events, the final checkpoint) on stdout.
+
+Why a process: an optimisation loop in a thread of the Streamlit server ran at 10-25 % of its
+headless speed once a live chart was open (it loses the GIL); a worker process ran at 100 %
+(see FINDINGS). It is started with ``subprocess`` so it never imports the app's pages.
+
+Wire format, both directions pickle-free:
+- stdin: one JSON line with the spec, then JSON command lines: ``{"cmd": "pause" | "resume" | "stop"}``,
+  ``{"cmd": "step", "n": 50}``.
+- stdout: messages ``kind (1 byte) | length (4 bytes, big-endian) | payload`` with kind ``S`` (snapshot
+  ``.npz``), ``E`` (event JSON: state changes, errors) or ``C`` (checkpoint bytes, sent on stop).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import struct
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+SNAPSHOT, EVENT, CHECKPOINT = b"S", b"E", b"C"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a worker needs to build data, model and trainer. Plain JSON-able data."""
+
+    dataset: str = "pinwheel"  # a name from vmonf.data.TOY_DATASETS or IMAGE_DATASETS
+    n_samples: int = 1000  # toy data: points to generate
+    data_seed: int = 0  # seed of the data generator
+    toy_params: dict = field(default_factory=dict)  # e.g. {"wings": 3, "rate": 0.25}
+    image_params: dict = field(default_factory=dict)  # e.g. {"source": "embedded"}
+    classes: list[int] | None = None  # image data: keep only these labels
+    pca: int = 16  # image data: PCA-whitened dimensions
+    labelled_per_class: int = 0  # semi-supervised: labels revealed per class
+    model: dict = field(default_factory=dict)  # ModelConfig fields except n_components/dim
+    n_components: int = 5
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    device: str = "auto"
+    threads: int = 1  # torch intra-op threads; 1 is fastest for small models beside a server
+    max_steps: int = 0  # pause when reached; 0 = run until stopped
+    snapshot_interval: float = 0.15  # seconds between snapshots while running (the live chart shows each)
+    grid: int = 100  # density grid resolution (2-D)
+    val_fraction: float = 0.1  # held-out points for the validation curve and best state
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> JobSpec:
+        return JobSpec(**json.loads(text))
+
+
+def write_message(out: BinaryIO, kind: bytes, payload: bytes) -> None:
+    out.write(kind + struct.pack(">I", len(payload)) + payload)
+    out.flush()
+
+
+def read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
+    """Read one message; ``None`` at end of stream."""
+    head = stream.read(5)
+    if len(head) < 5:
+        return None
+    (n,) = struct.unpack(">I", head[1:])
+    payload = stream.read(n)
+    return (head[:1], payload) if len(payload) == n else None
+
+
+class Session:
+    """Builds everything from a spec and runs the control loop."""
+
+    def __init__(self, spec: JobSpec, out: BinaryIO):
+        from vmonf.data import load_dataset
+        from vmonf.model import ModelConfig, VMoNFModel
+        from vmonf.snapshot import make_view
+        from vmonf.train import TrainConfig, Trainer, choose_start, resolve_device
+
+        self.spec, self.out = spec, out
+        torch.set_num_threads(max(1, spec.threads))
+        self.device = resolve_device(spec.device)
+        data = load_dataset(spec.dataset, n=spec.n_samples, seed=spec.data_seed, pca=spec.pca, classes=spec.classes,
+                            toy_params=spec.toy_params, **spec.image_params)
+        x, y = data.x, data.y
+        if spec.n_components > len(x):
+            raise ValueError(f"K={spec.n_components} is more than the {len(x)} data points.")
+        rng = np.random.default_rng(spec.data_seed)
+        labels = np.full_like(y, -1)
+        for c in np.unique(y)[: spec.n_components] if spec.labelled_per_class else []:
+            labels[rng.permutation(np.flatnonzero(y == c))[: spec.labelled_per_class]] = c
+        order = rng.permutation(len(x))
+        n_val = int(spec.val_fraction * len(x)) if len(x) >= 20 else 0
+        tr, va = order[n_val:], order[:n_val]
+        dev = self.device
+        xt, xv = torch.as_tensor(x[tr], device=dev), torch.as_tensor(x[va], device=dev) if n_val else None
+        yt = torch.as_tensor(labels[tr], device=dev) if spec.labelled_per_class else None
+        shift, scale = xt.mean(0), xt.std(0).clamp_min(1e-6)
+        model_cfg = ModelConfig(spec.n_components, x.shape[1], **spec.model)
+        train_cfg = TrainConfig(**spec.train)
+
+        def make_trainer() -> Trainer:
+            torch.manual_seed(train_cfg.seed)
+            model = VMoNFModel(model_cfg).to(dev)
+            model.set_standardization(shift, scale)
+            return Trainer(model, xt, yt, train_cfg, x_val=xv)
+
+        self.event("initializing", message="Choosing a starting point for the components...")
+        x_std = ((xt - shift) / scale).cpu().numpy()
+        result = choose_start(make_trainer, x_std, labels[tr] if spec.labelled_per_class else None,
+                              spec.n_components, train_cfg)
+        self.trainer = result.trainer
+        self.init_method = result.init_method
+        to_images = data.to_images if data.image_shape else None
+        self.view = make_view(x, y, labels >= 0 if spec.labelled_per_class else None, grid=spec.grid,
+                              seed=spec.data_seed, to_images=to_images,
+                              max_points=2000 if data.image_shape is None else 1500)
+        self.history: list[dict] = []
+        self.state = "running"
+        self.rate = 0.0
+        self.step_budget = 0
+        self.finish_at = spec.max_steps
+
+    # -- messages ---------------------------------------------------------------------------------
+    def event(self, state: str, **info) -> None:
+        write_message(self.out, EVENT, json.dumps({"state": state, **info}).encode())
+
+    def snapshot(self) -> None:
+        from vmonf.snapshot import take_snapshot
+
+        tr = self.trainer
+        row = tr.evaluate()
+        self.history.append(row)
+        meta = {"step": tr.step_count, "steps_per_sec": self.rate, "state": self.state, "elapsed": tr.train_seconds,
+                "init": self.init_method, "device": str(self.device), "temperature": tr.temperature(),
+                "loss": row["loss"], "dataset": self.spec.dataset}
+        snap = take_snapshot(tr.model, self.view, self.history, meta, seed=self.spec.data_seed)
+        write_message(self.out, SNAPSHOT, snap.to_bytes())
+
+    def checkpoint(self) -> None:
+        from vmonf.checkpoint import checkpoint_bytes
+
+        extra = {"spec": json.loads(self.spec.to_json()), "step": self.trainer.step_count,
+                 "best_step": self.trainer.best_step}
+        write_message(self.out, CHECKPOINT, checkpoint_bytes(self.trainer.model, extra))
+
+    # -- control loop -----------------------------------------------------------------------------
+    def handle(self, cmd: dict) -> bool:
+        """Apply one command; ``False`` means stop."""
+        name = cmd.get("cmd")
+        if name == "stop":
+            return False
+        if name == "pause":
+            self.state = "paused"
+        elif name == "resume" and self.state in ("paused", "finished", "diverged"):
+            self.state = "running"
+        elif name == "step":
+            self.step_budget = max(1, int(cmd.get("n", 50)))
+            self.state = "stepping"
+        self.event(self.state)
+        return True
+
+    def run(self, commands: queue.Queue) -> None:
+        from vmonf.train import DivergenceError
+
+        self.event("running", init=self.init_method, device=str(self.device))
+        self.snapshot()
+        last_snap, window_t, window_steps = time.perf_counter(), time.perf_counter(), 0
+        while True:
+            idle = self.state not in ("running", "stepping")
+            try:
+                cmd = commands.get(timeout=None if idle else 0) if idle or not commands.empty() else None
+            except queue.Empty:
+                cmd = None
+            if cmd is not None:
+                was = self.state
+                if not self.handle(cmd):
+                    break
+                if self.state != was:
+                    self.snapshot()
+                continue
+            try:
+                self.trainer.step()
+            except DivergenceError as exc:
+                self.state = "diverged"
+                self.event("diverged", message=str(exc))
+                self.snapshot()
+                continue
+            window_steps += 1
+            now = time.perf_counter()
+            if now - window_t >= 0.5:
+                self.rate, window_t, window_steps = window_steps / (now - window_t), now, 0
+            if self.state == "stepping":
+                self.step_budget -= 1
+                if self.step_budget <= 0:
+                    self.state = "paused"
+                    self.event("paused")
+                    self.snapshot()
+                    continue
+            if self.finish_at and self.trainer.step_count >= self.finish_at:
+                self.finish_at = 0  # Resume after this trains on without a limit
+                self.state = "finished"
+                self.event("finished", message=f"Reached {self.spec.max_steps} steps.")
+                self.snapshot()
+                continue
+            if now - last_snap >= self.spec.snapshot_interval:
+                self.snapshot()
+                last_snap = time.perf_counter()
+        self.snapshot()
+        self.checkpoint()
+        self.event("stopped")
+
+
+def _read_commands(stream, commands: queue.Queue) -> None:
+    for line in stream:
+        try:
+            commands.put(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    commands.put({"cmd": "stop"})  # parent went away: stop cleanly
+
+
+def main() -> int:
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the message stream
+    line = sys.stdin.readline()
+    try:
+        spec = JobSpec.from_json(line)
+        session = Session(spec, out)
+    except (ValueError, TypeError) as exc:
+        write_message(out, EVENT, json.dumps({"state": "error", "message": str(exc)}).encode())
+        return 2
+    commands: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_commands, args=(sys.stdin, commands), daemon=True).start()
+    try:
+        session.run(commands)
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_flush_denormal(True)
+    sys.exit(main())
+
