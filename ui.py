@@ -176,15 +176,15 @@ def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None]
     job = current_job(page)
     if job is None:
         return
-    watching = job.state in ACTIVE_STATES
+    drawn_state = job.state
 
-    @st.fragment(run_every=every if watching else None)
+    @st.fragment(run_every=every if drawn_state in ACTIVE_STATES else None)
     def panel() -> None:
         j = current_job(page)
         if j is None:
             return
         render(j, j.latest())
-        if watching and j.state not in ACTIVE_STATES:
-            st.rerun()  # the run paused, finished or failed on its own: refresh the controls
+        if j.state != drawn_state:
+            st.rerun()  # e.g. the run started, paused, finished or failed: redraw the controls to match
 
     panel()

@@ -13,7 +13,8 @@ st.latex(r"p(x) = \sum_{k=1}^{K} \pi_k \, p(x \mid c = k)")
 st.subheader("2. Each component is a normalizing flow")
 st.markdown("An invertible map $f_k$ sends data to a standard Gaussian; the change-of-variables formula gives "
             "the exact density.")
-st.latex(r"\log p(x \mid k) = \log \mathcal{N}\big(f_k(x); 0, I\big) + \log \left|\det \frac{\partial f_k}{\partial x}\right|")
+st.latex(r"\log p(x \mid k) = \log \mathcal{N}\big(f_k(x); 0, I\big)"
+         r" + \log \left|\det \frac{\partial f_k}{\partial x}\right|")
 st.subheader("3. Affine coupling layers (RealNVP)")
 st.markdown("Half of the coordinates pass through and decide how the other half is scaled and shifted, so the "
             "Jacobian is triangular and its determinant is a product of the scales.")

@@ -87,7 +87,8 @@ def render(job, snap) -> None:
     c1.metric("accuracy (best matching)", f"{m.get('accuracy', float('nan')):.3f}",
               help="Share of images whose component matches their true class, after matching components to classes.")
     c2.metric("NMI", f"{m.get('nmi', float('nan')):.3f}", help="Normalised mutual information with the labels (0–1).")
-    c3.metric("ARI", f"{m.get('ari', float('nan')):.3f}", help="Adjusted Rand index with the labels (0 = chance, 1 = perfect).")
+    c3.metric("ARI", f"{m.get('ari', float('nan')):.3f}",
+              help="Adjusted Rand index with the labels (0 = chance, 1 = perfect).")
     left, right = st.columns(2)
     with left:
         ui.live_figure(figures.image_grid_figure(snap), key="img_grid")

@@ -62,8 +62,9 @@ def density_figure(
         zmin, zmax = 0.0, 1.0
     fig = go.Figure(go.Heatmap(
         x=gx, y=gy, z=z.astype(np.float32), zmin=zmin, zmax=zmax, colorscale="Greys", reversescale=False,
-        showscale=False, hovertemplate="x=%{x:.2f}<br>y=%{y:.2f}<br>" + ("log p=%{z:.2f}" if log_scale else "p/p_max=%{z:.2f}")
-        + "<extra></extra>", name="density",
+        showscale=False, name="density",
+        hovertemplate="x=%{x:.2f}<br>y=%{y:.2f}<br>" + ("log p=%{z:.2f}" if log_scale else "p/p_max=%{z:.2f}")
+        + "<extra></extra>",
     ))
     k = len(snap.get("pi"))
     if show_points:
@@ -107,7 +108,8 @@ def curves_figure(snap: Snapshot, *, height: int = 300) -> go.Figure:
     steps = snap.get("hist_step")
     has_ari = snap.get("hist_ari") is not None and np.isfinite(snap.get("hist_ari")).any()
     cols = 3 if has_ari else 2
-    titles = ["held-out ELBO and log-likelihood", "mixture weights π"] + (["ARI / NMI vs true labels"] if has_ari else [])
+    titles = ["held-out ELBO and log-likelihood", "mixture weights π"]
+    titles += ["ARI / NMI vs true labels"] if has_ari else []
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.07)
     fig.add_trace(go.Scatter(x=steps, y=snap.get("hist_elbo"), name="ELBO", line=dict(color="#4477AA")), 1, 1)
     fig.add_trace(go.Scatter(x=steps, y=snap.get("hist_val_loglik"), name="log p(x)",

@@ -47,13 +47,16 @@ class BatchedLinear(nn.Module):
 
 
 def batched_mlp(k: int, i: int, hidden: int, o: int, masks: list[Tensor] | None = None) -> nn.Sequential:
-    """Two hidden layers of width ``hidden``; the last layer starts at zero (identity flow)."""
+    """Two tanh hidden layers of width ``hidden``; the last layer starts at zero (identity flow).
+
+    tanh keeps log p(x) smooth and measured as fast as ReLU and ~10 % faster than SiLU here (bench/speed.py).
+    """
     m = masks or [None, None, None]
     return nn.Sequential(
         BatchedLinear(k, i, hidden, mask=m[0]),
-        nn.SiLU(),
+        nn.Tanh(),
         BatchedLinear(k, hidden, hidden, mask=m[1]),
-        nn.SiLU(),
+        nn.Tanh(),
         BatchedLinear(k, hidden, o, zero=True, mask=m[2]),
     )
 

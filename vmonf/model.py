@@ -71,7 +71,7 @@ class VMoNFModel(nn.Module):
         k, d = config.n_components, config.dim
         self.flows = ComponentFlows(k, d, config.depth, config.hidden, config.flow)
         h = config.posterior_hidden
-        self.posterior = nn.Sequential(nn.Linear(d, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, k))
+        self.posterior = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, k))
         self.prior_logits = nn.Parameter(torch.zeros(k), requires_grad=config.learn_prior)
         self.register_buffer("shift", torch.zeros(d))
         self.register_buffer("scale", torch.ones(d))
@@ -125,14 +125,20 @@ class VMoNFModel(nn.Module):
         return self.elbo_terms(x, temperature=temperature).elbo
 
     def loss(
-        self, x: Tensor, y: Tensor | None = None, *, temperature: float = 1.0, label_weight: float = 1.0
+        self, x: Tensor, y: Tensor | None = None, *, temperature: float = 1.0, label_weight: float = 1.0,
+        fit_q: bool = True,
     ) -> Tensor:
         """Negative mean objective. Labelled points (``y >= 0``) pin q to their label.
+
+        ``fit_q=False`` holds q fixed (no gradient reaches the posterior network), so the flows fit
+        the current assignment first; :class:`~vmonf.train.Trainer` uses it for a short warm-up.
 
         For a labelled point the ELBO term uses ``q = onehot(y)``, i.e. ``log p(x|y) + log pi_y``,
         and a cross-entropy term ``label_weight * -log q(y|x)`` trains the posterior network toward it.
         """
         log_q = self.posterior_log_probs(x, temperature)
+        if not fit_q:
+            log_q = log_q.detach()
         if y is None or not bool((y >= 0).any()):
             return -self.elbo_terms(x, log_q).elbo.mean()
         labelled = y >= 0

@@ -32,6 +32,7 @@ class TrainConfig:
     init: InitMethod = "auto"  # how components start; see :func:`initial_partition`
     init_steps: int = 150  # auto: steps each candidate start trains before the best is kept
     q_pretrain_steps: int = 200  # steps that fit q(c|x) to the starting partition
+    q_hold_steps: int = 200  # first steps train the flows with q held at that partition (see Trainer.step)
     temperature_decay: float = 0.0  # the paper's T = exp(-rate * step) on q's logits; 0 disables
     label_weight: float = 1.0  # weight of the cross-entropy on q for labelled points
     weight_decay: float = 0.0  # Adam weight decay
@@ -67,6 +68,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for, but no CUDA GPU is available; use 'auto' or 'cpu'.")
     return dev
+
+
+def make_adam(params, device: torch.device, **kw) -> torch.optim.Adam:
+    """Adam, fused into one kernel where torch supports it (CPU, CUDA): ~20-30 % faster steps here."""
+    params = [p for p in params if p.requires_grad]
+    return torch.optim.Adam(params, fused=device.type in ("cpu", "cuda") or None, **kw)
 
 
 def initial_partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | None = None) -> np.ndarray | None:
@@ -131,8 +138,10 @@ class Trainer:
         self.model, self.x, self.x_val = model, x, x_val
         self.y = y if y is not None and bool((y >= 0).any()) else None
         self.generator = torch.Generator(device=x.device).manual_seed(self.config.seed)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.optimizer = make_adam(model.parameters(), x.device, lr=self.config.lr,
+                                   weight_decay=self.config.weight_decay)
         self.step_count = 0
+        self.q_hold_until = 0  # set by initialize(): steps before which q is held fixed
         self.history: list[dict] = []  # one row per evaluation: step, elbo, val_loglik, pi, seconds
         self.best_val = -math.inf
         self.best_state: dict | None = None
@@ -170,7 +179,8 @@ class Trainer:
             if len(members) >= 2:
                 loc[c], scale[c] = members.mean(0), members.std(0).clamp_min(0.05)
         model.flows.affine.initialize(loc, scale)
-        opt = torch.optim.Adam(model.posterior.parameters(), lr=1e-2)
+        self.q_hold_until = self.step_count + self.config.q_hold_steps
+        opt = make_adam(model.posterior.parameters(), xs.device, lr=1e-2)
         for _ in range(self.config.q_pretrain_steps):
             idx = torch.randint(len(xs), (min(self.config.batch_size, len(xs)),), generator=self.generator,
                                 device=xs.device)
@@ -192,7 +202,11 @@ class Trainer:
         n = len(self.x)
         idx = torch.randint(n, (min(self.config.batch_size, n),), generator=self.generator, device=self.x.device)
         y = None if self.y is None else self.y[idx]
-        loss = self.model.loss(self.x[idx], y, temperature=self.temperature(), label_weight=self.config.label_weight)
+        # While q is held, each flow fits the points the start gave it before q may move them; without
+        # this hold, q drifted from a 99 %-correct label-spreading start to ~92 % in 300 steps (two circles).
+        hold = self.step_count < self.q_hold_until
+        loss = self.model.loss(self.x[idx], y, temperature=self.temperature(), label_weight=self.config.label_weight,
+                               fit_q=not hold)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)

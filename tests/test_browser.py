@@ -1,0 +1,78 @@
+"""Real-browser tests: Playwright drives Debian's Chromium against `streamlit run app.py` on localhost."""
+
+import os
+import time
+
+import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS, live_updates, step_counter, streamlit_server, worker_pids
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with streamlit_server() as s:
+        yield s
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def wait_until(fn, timeout=60.0, poll=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if value := fn():
+            return value
+        time.sleep(poll)
+    raise AssertionError("timed out")
+
+
+def click(page, name):
+    page.get_by_role("button", name=name, exact=True).click()
+
+
+def test_trains_live_updates_and_pauses(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
+    click(page, "Start")
+    first = wait_until(lambda: step_counter(page), timeout=90)
+    u0 = wait_until(lambda: live_updates(page) and live_updates(page)[0][0] >= 1 and live_updates(page))
+    time.sleep(3)
+    later, u1 = step_counter(page), live_updates(page)
+    assert later > first, "the step counter rises"
+    assert u1[0][0] >= u0[0][0] + 3 and u1[0][1] > u0[0][1], "the density chart updated several times in place"
+    assert page.locator(".vmonf-live").count() >= 2  # density and curves
+    click(page, "Pause")
+    wait_until(lambda: page.get_by_text("paused", exact=True).count() > 0, timeout=15)
+    a = step_counter(page)
+    time.sleep(1.5)
+    assert step_counter(page) == a, "Pause stops the counter"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    page.close()
+
+
+def test_closing_the_tab_ends_the_training(server, browser):
+    url, proc = server
+    page = browser.new_page()
+    page.goto(url)
+    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
+    before = set(worker_pids(proc.pid))
+    click(page, "Start")
+    mine = wait_until(lambda: set(worker_pids(proc.pid)) - before, timeout=30)
+    wait_until(lambda: step_counter(page), timeout=90)
+    page.close()
+    # Streamlit releases the session a few seconds after the tab goes; the worker must then exit.
+    wait_until(lambda: not (set(worker_pids(proc.pid)) & mine), timeout=30)
