@@ -5,7 +5,9 @@ Only UI files (app.py, pages/, this module) import streamlit; the library in vmo
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,8 +67,10 @@ export default function (component) {
   if (!data) { return; }
   const fig = typeof data === "string" ? JSON.parse(data) : data;
   el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
-  window.__vmonfPlotly.then((Plotly) => {
-    Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
+  window.__vmonfPlotly.then(async (Plotly) => {
+    const t0 = performance.now();
+    await Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
+    el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
     el.dataset.updates = String(Number(el.dataset.updates) + 1);
     el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");
   });
@@ -75,9 +79,22 @@ export default function (component) {
 _live_component = st.components.v2.component("vmonf_live_plot", js=_LIVE_JS, isolate_styles=False)
 
 
-def live_figure(fig: go.Figure, *, key: str) -> None:
-    """Show ``fig`` in a chart that updates in place (``Plotly.react``) instead of re-mounting."""
-    _live_component(data=fig.to_json(), key=key, height=int(fig.layout.height or 450))
+def live_figure(fig: go.Figure | dict, *, key: str) -> None:
+    """Show ``fig`` (a figure or a ``vmonf.figures`` spec dict) in a chart that updates in place."""
+    if isinstance(fig, go.Figure):
+        payload, height = fig.to_json(), fig.layout.height
+    else:
+        payload, height = json.dumps(fig, allow_nan=False, default=float), fig["layout"].get("height")
+    _live_component(data=payload, key=key, height=int(height or 450))
+
+
+def throttled(key: str, seconds: float) -> bool:
+    """True at most once every ``seconds`` per ``key`` in this session (for slow-changing charts)."""
+    now = time.monotonic()
+    if now - st.session_state.get(f"_throttle_{key}", 0.0) >= seconds:
+        st.session_state[f"_throttle_{key}"] = now
+        return True
+    return False
 
 
 # -- one set of runs per browser session --------------------------------------------------------------
@@ -171,7 +188,7 @@ def status_line(job: TrainingJob, snap: Snapshot | None) -> None:
         st.info("Preparing the run: loading data and choosing a starting point for each component…", icon="⏳")
 
 
-def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None], every: float = 0.15) -> None:
+def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None], every: float = 0.2) -> None:
     """Re-run ``render(job, snapshot)`` every ``every`` seconds while the page's job trains."""
     job = current_job(page)
     if job is None:

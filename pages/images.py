@@ -94,7 +94,7 @@ def render(job, snap) -> None:
         ui.live_figure(figures.image_grid_figure(snap), key="img_grid")
     with right:
         ui.live_figure(figures.contingency_figure(snap), key="img_table")
-    ui.live_figure(figures.curves_figure(snap), key="img_curves")
+    ui.live_figure(figures.curves_spec(snap), key="img_curves")
 
 
 st.title("Images")

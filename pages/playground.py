@@ -1,7 +1,9 @@
 """2-D playground: pick a toy data set, K and the flow depth, and watch the mixture learn live."""
 
+import os
+import platform
+
 import streamlit as st
-import torch
 
 import ui
 from vmonf import figures
@@ -27,10 +29,11 @@ TRUE_K = {"pinwheel": "wings", "gaussian mixture": "components", "spirals": "arm
 
 
 def devices() -> list[str]:
+    """Device choices, guessed without importing torch (slow); the run reports the device it really used."""
     out = ["auto", "cpu"]
-    if torch.cuda.is_available():
+    if os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0"):
         out.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
         out.append("mps")
     return out
 
@@ -82,10 +85,12 @@ def render(job, snap) -> None:
     component = None if comp == "mixture" else int(comp.split()[-1]) - 1
     if component is not None and component >= len(snap.get("pi")):
         component = None
-    fig = figures.density_figure(snap, component=component, show_samples=st.session_state.get("toy_samples", False),
-                                 log_scale=st.session_state.get("toy_log", True))
+    fig = figures.density_spec(snap, component=component, show_samples=st.session_state.get("toy_samples", False),
+                               log_scale=st.session_state.get("toy_log", True))
     ui.live_figure(fig, key="toy_density")
-    ui.live_figure(figures.curves_figure(snap), key="toy_curves")
+    if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
+        st.session_state["toy_curves_fig"] = figures.curves_spec(snap)
+    ui.live_figure(st.session_state["toy_curves_fig"], key="toy_curves")
 
 
 st.title("2-D playground")

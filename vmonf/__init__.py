@@ -1,8 +1,19 @@
-"""VMoNF: variational mixtures of normalizing flows (Pires & Figueiredo, ESANN 2020) in PyTorch."""
+"""VMoNF: variational mixtures of normalizing flows (Pires & Figueiredo, ESANN 2020) in PyTorch.
 
-from vmonf.estimator import VMoNF
-from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.train import DivergenceError, TrainConfig, Trainer
+The public names load lazily, so that light modules (``vmonf.data``, ``vmonf.figures``, ``vmonf.job``)
+can be imported without paying for torch and scikit-learn: the app's first paint depends on it.
+"""
+
+from importlib import import_module
 
 __all__ = ["VMoNF", "VMoNFModel", "ModelConfig", "Trainer", "TrainConfig", "DivergenceError"]
 __version__ = "0.1.0"
+
+_WHERE = {"VMoNF": "vmonf.estimator", "VMoNFModel": "vmonf.model", "ModelConfig": "vmonf.model",
+          "Trainer": "vmonf.train", "TrainConfig": "vmonf.train", "DivergenceError": "vmonf.train"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'vmonf' has no attribute {name!r}")

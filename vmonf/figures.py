@@ -1,4 +1,9 @@
-"""Pure plotly builders: a :class:`~vmonf.snapshot.Snapshot` in, a ``go.Figure`` out. No streamlit here.
+"""Pure plotly builders: a :class:`~vmonf.snapshot.Snapshot` in, a figure out. No streamlit here.
+
+Each ``*_spec`` function returns a plain plotly figure dict with numpy arrays packed as base64 typed
+arrays (what plotly >= 6 sends anyway); it costs about a millisecond, where building a validated
+``go.Figure`` took ~25 ms per live frame. The matching ``*_figure`` function wraps the same spec
+in a validated ``go.Figure`` for replay, export and tests.
 
 Axes, colours and colour ranges depend only on the run (grid, K), never on one frame's values,
 so successive frames line up and nothing jumps during live updates or replay.
@@ -6,9 +11,10 @@ so successive frames line up and nothing jumps during live updates or replay.
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from vmonf.snapshot import Snapshot
 
@@ -25,6 +31,21 @@ def color(k: int) -> str:
     return PALETTE[k % len(PALETTE)]
 
 
+def rgba(k: int, alpha: float) -> str:
+    """Component ``k``'s colour with opacity ``alpha``."""
+    h = color(k)
+    return f"rgba({int(h[1:3], 16)},{int(h[3:5], 16)},{int(h[5:7], 16)},{alpha:.2f})"
+
+
+def packed(a: np.ndarray) -> dict:
+    """A numpy array as a plotly typed-array spec (float32, base64, with its shape)."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    spec = {"dtype": "f4", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+    if a.ndim > 1:
+        spec["shape"] = ", ".join(str(n) for n in a.shape)
+    return spec
+
+
 def _title(snap: Snapshot, what: str) -> str:
     m = snap.meta
     parts = [f"{what} · step {snap.step}"]
@@ -35,10 +56,15 @@ def _title(snap: Snapshot, what: str) -> str:
     return " · ".join(parts)
 
 
-def density_figure(
+def density_figure(snap: Snapshot, **kw) -> go.Figure:
+    """:func:`density_spec` as a validated ``go.Figure``."""
+    return go.Figure(density_spec(snap, **kw))
+
+
+def density_spec(
     snap: Snapshot, *, component: int | None = None, show_points: bool = True, show_samples: bool = False,
     log_scale: bool = True, height: int = 520, title: str | None = None,
-) -> go.Figure:
+) -> dict:
     """The mixture density (or one component's) as a heatmap, with points coloured by argmax q(c|x).
 
     Each point's opacity is its confidence max_c q(c|x). Labelled points are drawn as diamonds.
@@ -60,72 +86,89 @@ def density_figure(
     else:
         z = np.exp(z - peak)
         zmin, zmax = 0.0, 1.0
-    fig = go.Figure(go.Heatmap(
-        x=gx, y=gy, z=z.astype(np.float32), zmin=zmin, zmax=zmax, colorscale="Greys", reversescale=False,
+    traces = [dict(
+        type="heatmap", x=packed(gx), y=packed(gy), z=packed(z), zmin=zmin, zmax=zmax, colorscale="Greys",
         showscale=False, name="density",
         hovertemplate="x=%{x:.2f}<br>y=%{y:.2f}<br>" + ("log p=%{z:.2f}" if log_scale else "p/p_max=%{z:.2f}")
         + "<extra></extra>",
-    ))
+    )]
     k = len(snap.get("pi"))
     if show_points:
+        # One SVG trace with per-point RGBA colours: in software-rendered Chromium it drew in ~42 ms per
+        # update, against ~63 ms for one WebGL trace per cluster. Empty traces carry the legend.
         pts, assign, conf = snap.get("points"), snap.get("assign"), snap.get("confidence")
         labelled = snap.get("labelled")
-        for c in range(k):
-            sel = assign == c
-            if labelled is not None:
-                sel = sel & ~labelled
-            fig.add_trace(go.Scattergl(
-                x=pts[sel, 0], y=pts[sel, 1], mode="markers", name=f"cluster {c + 1}", legendgroup=str(c),
-                marker=dict(color=color(c), size=5, opacity=np.clip(conf[sel], 0.15, 1.0).astype(np.float32)),
-                hovertemplate=f"cluster {c + 1}<extra></extra>",
-            ))
+        free = np.ones(len(pts), bool) if labelled is None else ~labelled
+        alpha = np.clip(conf, 0.15, 1.0)
+        traces.append(dict(
+            type="scatter", x=packed(pts[free, 0]), y=packed(pts[free, 1]), mode="markers", showlegend=False,
+            marker=dict(size=5, color=[rgba(int(c), float(a)) for c, a in zip(assign[free], alpha[free], strict=True)]),
+            hoverinfo="skip", name="points",
+        ))
+        traces += [dict(type="scatter", x=[None], y=[None], mode="markers", name=f"cluster {c + 1}",
+                        marker=dict(color=color(c), size=7)) for c in range(k)]
         if labelled is not None and labelled.any():
             lab = labelled
-            fig.add_trace(go.Scattergl(
-                x=pts[lab, 0], y=pts[lab, 1], mode="markers", name="labelled",
+            traces.append(dict(
+                type="scatter", x=packed(pts[lab, 0]), y=packed(pts[lab, 1]), mode="markers", name="labelled",
                 marker=dict(symbol="diamond", size=9, color=[color(int(t)) for t in snap.get("y_true")[lab]],
                             line=dict(color="black", width=1.5)),
                 hovertemplate="labelled point<extra></extra>",
             ))
     if show_samples and snap.get("samples") is not None:
         s, sc = snap.get("samples"), snap.get("sample_comp")
-        fig.add_trace(go.Scattergl(
-            x=s[:, 0], y=s[:, 1], mode="markers", name="samples",
+        traces.append(dict(
+            type="scatter", x=packed(s[:, 0]), y=packed(s[:, 1]), mode="markers", name="samples",
             marker=dict(symbol="x", size=5, color=[color(int(c)) for c in sc]), hovertemplate="sample<extra></extra>",
         ))
-    fig.update_layout(
+    layout = dict(
         title=dict(text=title or _title(snap, what), x=0.01, font=dict(size=14)), height=height,
         margin=dict(l=45, r=10, t=40, b=10), uirevision="keep", plot_bgcolor="white",
         legend=dict(orientation="h", yanchor="bottom", y=-0.12, x=0), meta=dict(step=snap.step),
         xaxis=dict(range=[float(gx[0]), float(gx[-1])], showgrid=False, zeroline=False),
         yaxis=dict(range=[float(gy[0]), float(gy[-1])], showgrid=False, zeroline=False, scaleanchor="x"),
     )
-    return fig
+    return dict(data=traces, layout=layout)
 
 
-def curves_figure(snap: Snapshot, *, height: int = 300) -> go.Figure:
+def curves_figure(snap: Snapshot, **kw) -> go.Figure:
+    """:func:`curves_spec` as a validated ``go.Figure``."""
+    return go.Figure(curves_spec(snap, **kw))
+
+
+def curves_spec(snap: Snapshot, *, height: int = 300) -> dict:
     """Validation ELBO and log-likelihood, the mixture weights pi, and ARI/NMI (when labels are known)."""
-    steps = snap.get("hist_step")
-    has_ari = snap.get("hist_ari") is not None and np.isfinite(snap.get("hist_ari")).any()
+    steps = packed(snap.get("hist_step"))
+    ari = snap.get("hist_ari")
+    has_ari = ari is not None and np.isfinite(ari).any()
     cols = 3 if has_ari else 2
-    titles = ["held-out ELBO and log-likelihood", "mixture weights π"]
-    titles += ["ARI / NMI vs true labels"] if has_ari else []
-    fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.07)
-    fig.add_trace(go.Scatter(x=steps, y=snap.get("hist_elbo"), name="ELBO", line=dict(color="#4477AA")), 1, 1)
-    fig.add_trace(go.Scatter(x=steps, y=snap.get("hist_val_loglik"), name="log p(x)",
-                             line=dict(color="#EE6677", dash="dot")), 1, 1)
+    gap = 0.07
+    width = (1 - gap * (cols - 1)) / cols
+    layout = dict(height=height, margin=dict(l=10, r=10, t=30, b=10), uirevision="keep",
+                  legend=dict(orientation="h", y=-0.2), meta=dict(step=snap.step), annotations=[])
+    titles = ["held-out ELBO and log p(x)", "mixture weights π", "ARI / NMI vs true labels"][:cols]
+    for i, text in enumerate(titles):
+        lo = i * (width + gap)
+        suffix = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{suffix}"] = dict(domain=[lo, lo + width], anchor=f"y{suffix}", title=dict(text="step"))
+        layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}")
+        layout["annotations"].append(dict(text=text, x=lo + width / 2, y=1.0, xref="paper", yref="paper",
+                                          xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=13)))
+
+    def line(y, name, col, color_, **extra):
+        axis = "" if col == 1 else str(col)
+        return dict(type="scatter", mode="lines", x=steps, y=packed(y), name=name, xaxis=f"x{axis}",
+                    yaxis=f"y{axis}", line=dict(color=color_, **extra.pop("line", {})), **extra)
+
+    traces = [line(snap.get("hist_elbo"), "ELBO", 1, "#4477AA"),
+              line(snap.get("hist_val_loglik"), "log p(x)", 1, "#EE6677", line=dict(dash="dot"))]
     pi = snap.get("hist_pi")
-    for c in range(pi.shape[1]):
-        fig.add_trace(go.Scatter(x=steps, y=pi[:, c], name=f"π{c + 1}", line=dict(color=color(c)),
-                                 showlegend=False), 1, 2)
+    traces += [line(pi[:, c], f"π{c + 1}", 2, color(c), showlegend=False) for c in range(pi.shape[1])]
+    layout["yaxis2"]["range"] = [0, max(1.0, float(np.nanmax(pi)) * 1.1) if pi.size else 1]
     if has_ari:
-        fig.add_trace(go.Scatter(x=steps, y=snap.get("hist_ari"), name="ARI", line=dict(color="#228833")), 1, 3)
-        fig.add_trace(go.Scatter(x=steps, y=snap.get("hist_nmi"), name="NMI", line=dict(color="#AA3377")), 1, 3)
-        fig.update_yaxes(range=[-0.05, 1.05], row=1, col=3)
-    fig.update_yaxes(range=[0, max(1.0, float(np.nanmax(pi)) * 1.1) if pi.size else 1], row=1, col=2)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), uirevision="keep",
-                      legend=dict(orientation="h", y=-0.2), meta=dict(step=snap.step))
-    return fig
+        traces += [line(ari, "ARI", 3, "#228833"), line(snap.get("hist_nmi"), "NMI", 3, "#AA3377")]
+        layout["yaxis3"]["range"] = [-0.05, 1.05]
+    return dict(data=traces, layout=layout)
 
 
 def image_grid_figure(snap: Snapshot, *, height: int | None = None) -> go.Figure:
