@@ -23,7 +23,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 ACTIVE_STATES = ("starting", "initializing", "running", "stepping", "stopping")
 STATE_LABELS = {
     "created": "not started", "starting": "starting the training process…", "initializing": "choosing a start…",
-    "running": "training", "stepping": "taking a few steps", "paused": "paused", "finished": "finished",
+    "running": "training", "stepping": "taking a few steps", "paused": "paused", "finished": "paused at the step limit",
     "diverged": "stopped: training diverged", "stopping": "stopping…", "stopped": "stopped (model kept)",
     "error": "error",
 }
@@ -151,10 +151,12 @@ def controls(page: str, spec: JobSpec) -> TrainingJob | None:
                    "Starting again throws the trained run away.", icon="⚠️")
     state = job.state if job else "created"
     cols = st.columns(6)
-    active = state in ACTIVE_STATES
-    cols[0].button("Start" if not changed else "Discard and start", key=f"{page}_start", type="primary",
-                   on_click=_start, args=(page, spec), disabled=active and not changed, use_container_width=True,
-                   help="Start training a new run with these settings, in the background.")
+    ended = state in ("stopped", "error")
+    cols[0].button("Discard and start" if changed else ("Start again" if ended else "Start"), key=f"{page}_start",
+                   type="primary", on_click=_start, args=(page, spec), use_container_width=True,
+                   disabled=not (job is None or changed or ended),
+                   help="Start training a new run with these settings, in the background. To go on with a "
+                        "paused run, use Resume.")
     cols[1].button("Pause", key=f"{page}_pause", on_click=lambda: job and job.pause(),
                    disabled=state not in ("running", "stepping"), use_container_width=True,
                    help="Pause training; the plots keep the current state.")
@@ -184,6 +186,8 @@ def status_line(job: TrainingJob, snap: Snapshot | None) -> None:
         st.error(f"Training stopped: {job.message}", icon="🚫")
     elif state == "diverged":
         st.error(job.message, icon="💥")
+    elif state == "finished":
+        st.success(f"{job.message} Press Resume to train on, or Stop to keep the model.", icon="🏁")
     elif state in ("starting", "initializing"):
         st.info("Preparing the run: loading data and choosing a starting point for each component…", icon="⏳")
 

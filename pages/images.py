@@ -62,19 +62,25 @@ def settings_ui() -> tuple[str, JobSpec]:
                   help="How many flows (clusters). The number of classes is a good start.")
     flow = sb.radio("flow type", ["realnvp", "maf"], key="img_flow", horizontal=True,
                     help="RealNVP coupling layers, or MAF (MADE) blocks as in the paper's MNIST run.")
-    depth = sb.slider("flow depth", 1, 8, 4, key="img_depth", help="Blocks per component flow.")
-    hidden = sb.select_slider("hidden width", [32, 64, 128, 200], 64, key="img_hidden",
-                              help="Neurons per layer inside each flow (the paper used 200 for MAF).")
+    # Small flows by default: on MNIST 0-4 (16 PCA dims), depth 2 / width 32 reached accuracy 0.745 where
+    # depth 4 / width 64 overfitted (held-out log-likelihood -16 -> -68 in 3,000 steps) and stayed at 0.68.
+    depth = sb.slider("flow depth", 1, 8, 2, key="img_depth", help="Blocks per component flow.")
+    hidden = sb.select_slider("hidden width", [16, 32, 64, 128, 200], 32, key="img_hidden",
+                              help="Neurons per layer inside each flow (the paper used 200 for MAF). "
+                                   "Bigger flows overfit a few thousand images.")
     sb.header("Training")
     lr = sb.select_slider("learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3, key="img_lr",
                           format_func=lambda v: f"{v:g}", help="Adam step size. Too high and training diverges.")
     labels = sb.slider("labelled images per class", 0, 50, 0, key="img_labels",
                        help="Semi-supervised: reveal this many labels per class (0 = unsupervised).")
+    steps = sb.slider("stop after (steps)", 0, 10_000, 1500, 250, key="img_steps",
+                      help="Training pauses here; Resume goes on. Held-out likelihood peaks after ~1,000 steps "
+                           "and then the flows overfit. 0 = train until you press Stop.")
     seed = sb.number_input("seed", 0, 10_000, 0, key="img_seed", help="Seeds the data split, the model and batches.")
     spec = JobSpec(dataset=name, image_params=image_params, classes=classes, pca=pca, n_components=k,
                    model={"depth": depth, "hidden": hidden, "flow": flow}, labelled_per_class=labels,
                    data_seed=int(seed), train={"lr": lr, "batch_size": 256, "seed": int(seed), "init": "kmeans"},
-                   grid=0)
+                   grid=0, max_steps=steps)
     return choice, spec
 
 

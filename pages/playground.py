@@ -69,12 +69,14 @@ def settings_ui() -> JobSpec:
     init = sb.selectbox("start", ["auto", "kmeans", "spectral", "ward", "random"], key="toy_init",
                         help="How components start. auto tries k-means, spectral and Ward starts and keeps "
                              "the best; random is the paper's plain start.")
+    steps = sb.slider("stop after (steps)", 0, 20_000, 0, 500, key="toy_steps",
+                      help="Training pauses at this step; Resume goes on. 0 = train until you press Stop.")
     seed = sb.number_input("training seed", 0, 10_000, 0, key="toy_seed", help="Seeds the model and mini-batches.")
     device = sb.selectbox("device", devices(), key="toy_device",
                           help="auto uses a GPU when there is one, otherwise the CPU.")
     return JobSpec(dataset=name, n_samples=int(n), data_seed=int(data_seed), toy_params=params, n_components=k,
                    model={"depth": depth, "hidden": hidden}, labelled_per_class=labels, device=device,
-                   train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init})
+                   train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init}, max_steps=steps)
 
 
 def render(job, snap) -> None:

@@ -23,6 +23,8 @@ PALETTE = [
     "#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#F28E2B", "#8C564B", "#17BECF", "#7F7F7F",
     "#BCBD22", "#1F77B4", "#D62728", "#9467BD", "#2CA02C", "#FF7F0E", "#E377C2", "#393B79", "#637939", "#843C39",
 ]
+#: White where the density is low, grey where it is high, so coloured points stay readable on top.
+DENSITY_SCALE = [[0.0, "#ffffff"], [0.5, "#d4d4d4"], [1.0, "#5f5f5f"]]
 #: Log-density shown this many nats below the peak; lower values are clipped (keeps the colour scale stable).
 LOG_DENSITY_RANGE = 8.0
 
@@ -87,7 +89,7 @@ def density_spec(
         z = np.exp(z - peak)
         zmin, zmax = 0.0, 1.0
     traces = [dict(
-        type="heatmap", x=packed(gx), y=packed(gy), z=packed(z), zmin=zmin, zmax=zmax, colorscale="Greys",
+        type="heatmap", x=packed(gx), y=packed(gy), z=packed(z), zmin=zmin, zmax=zmax, colorscale=DENSITY_SCALE,
         showscale=False, name="density",
         hovertemplate="x=%{x:.2f}<br>y=%{y:.2f}<br>" + ("log p=%{z:.2f}" if log_scale else "p/p_max=%{z:.2f}")
         + "<extra></extra>",
@@ -150,7 +152,7 @@ def curves_spec(snap: Snapshot, *, height: int = 300) -> dict:
     for i, text in enumerate(titles):
         lo = i * (width + gap)
         suffix = "" if i == 0 else str(i + 1)
-        layout[f"xaxis{suffix}"] = dict(domain=[lo, lo + width], anchor=f"y{suffix}", title=dict(text="step"))
+        layout[f"xaxis{suffix}"] = dict(domain=[lo, lo + width], anchor=f"y{suffix}")
         layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}")
         layout["annotations"].append(dict(text=text, x=lo + width / 2, y=1.0, xref="paper", yref="paper",
                                           xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=13)))
@@ -207,6 +209,7 @@ def contingency_figure(snap: Snapshot, class_names: list[str] | None = None, *, 
         text=table[::-1], texttemplate="%{text}", hovertemplate="%{y}, true %{x}: %{z}<extra></extra>",
     ))
     fig.update_layout(title=dict(text="make-up of each component by true class", x=0.01, font=dict(size=14)),
-                      height=height or max(260, 40 * k + 60), margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(title="true class", type="category"), uirevision="keep", meta=dict(step=snap.step))
+                      height=height or max(260, 40 * k + 60), margin=dict(l=70, r=10, t=40, b=40),
+                      xaxis=dict(title=dict(text="true class"), type="category"), uirevision="keep",
+                      meta=dict(step=snap.step))
     return fig
