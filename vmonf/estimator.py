@@ -100,8 +100,11 @@ class VMoNF:
         return mc, tc
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, X, y=None) -> VMoNF:
-        """Fit to ``X`` (n, d). ``y`` optionally labels some points (``-1`` = unlabelled). Returns ``self``."""
+    def fit(self, X, y=None, *, callback=None) -> VMoNF:
+        """Fit to ``X`` (n, d). ``y`` optionally labels some points (``-1`` = unlabelled). Returns ``self``.
+
+        ``callback(trainer)``, if given, is called every ``eval_every`` steps (e.g. to record progress).
+        """
         x = check_array(X)
         n, d = x.shape
         if self.n_components > n:
@@ -129,7 +132,10 @@ class VMoNF:
         x_std = ((xt - shift) / scale).cpu().numpy()  # partitions are found in standardised units
         result = choose_start(make_trainer, x_std, None if labels is None else labels[tr], self.n_components, train_cfg)
         trainer = result.trainer
-        trainer.run(self.max_steps - trainer.step_count)  # the chosen start's init_steps count toward max_steps
+        while trainer.step_count < self.max_steps:  # the chosen start's init_steps count toward max_steps
+            trainer.run(min(train_cfg.eval_every, self.max_steps - trainer.step_count))
+            if callback is not None:
+                callback(trainer)
         if xv is not None:
             trainer.evaluate()
             trainer.restore_best()

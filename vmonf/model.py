@@ -126,12 +126,14 @@ class VMoNFModel(nn.Module):
 
     def loss(
         self, x: Tensor, y: Tensor | None = None, *, temperature: float = 1.0, label_weight: float = 1.0,
-        fit_q: bool = True,
+        fit_q: bool = True, entropy_bonus: float = 0.0,
     ) -> Tensor:
         """Negative mean objective. Labelled points (``y >= 0``) pin q to their label.
 
         ``fit_q=False`` holds q fixed (no gradient reaches the posterior network), so the flows fit
         the current assignment first; :class:`~vmonf.train.Trainer` uses it for a short warm-up.
+        ``entropy_bonus`` adds ``bonus * H[q(c|x)]`` for unlabelled points (an entropy warm-up that keeps
+        q soft, so every flow still sees some weight from nearby points).
 
         For a labelled point the ELBO term uses ``q = onehot(y)``, i.e. ``log p(x|y) + log pi_y``,
         and a cross-entropy term ``label_weight * -log q(y|x)`` trains the posterior network toward it.
@@ -140,12 +142,14 @@ class VMoNFModel(nn.Module):
         if not fit_q:
             log_q = log_q.detach()
         if y is None or not bool((y >= 0).any()):
-            return -self.elbo_terms(x, log_q).elbo.mean()
+            terms = self.elbo_terms(x, log_q)
+            return -(terms.elbo + entropy_bonus * terms.entropy).mean()
         labelled = y >= 0
         log_joint = self.log_joint(x)
         elbo_free = (log_q.exp() * (log_joint - log_q)).sum(-1)
         elbo_pinned = log_joint.gather(1, y.clamp_min(0)[:, None]).squeeze(1)
-        elbo = torch.where(labelled, elbo_pinned, elbo_free)
+        entropy = -(log_q.exp() * log_q).sum(-1)
+        elbo = torch.where(labelled, elbo_pinned, elbo_free + entropy_bonus * entropy)
         ce = F.nll_loss(log_q[labelled], y[labelled], reduction="sum") / len(x)
         return -elbo.mean() + label_weight * ce
 

@@ -1,0 +1,96 @@
+"""The background job and its worker process, snapshots and the bounded recording."""
+
+import numpy as np
+import pytest
+
+from vmonf import job as jobmod
+from vmonf.job import BusyError, TrainingJob
+from vmonf.snapshot import Recording, Snapshot
+from vmonf.worker import JobSpec
+
+SMALL = dict(n_samples=300, n_components=3, model={"depth": 2, "hidden": 16}, grid=20,
+             train={"init": "kmeans", "q_pretrain_steps": 20, "q_hold_steps": 20})
+
+
+def started(**kw) -> TrainingJob:
+    job = TrainingJob(JobSpec(**{**SMALL, **kw}))
+    job.start()
+    return job
+
+
+def test_start_is_idempotent_pause_step_stop_keep_everything():
+    job = started()
+    try:
+        thread = job.thread
+        job.start()
+        assert job.thread is thread  # a second start never makes a second worker
+        assert job.wait_for(lambda j: j.latest() is not None and j.latest().step >= 30, 60)
+        job.pause()
+        assert job.wait_for(lambda j: j.state == "paused", 10)
+        a = job.latest().step
+        assert not job.wait_for(lambda j: j.latest().step != a, 0.7)
+        job.step(7)
+        assert job.wait_for(lambda j: j.state == "paused" and j.latest().step == a + 7, 10)
+    finally:
+        job.stop()
+    assert job.state == "stopped" and not job.alive and not job.thread.is_alive()
+    assert job.checkpoint and len(job.recording) >= 2
+    from vmonf.checkpoint import load_checkpoint
+
+    model, extra = load_checkpoint(job.checkpoint)
+    assert extra["step"] == job.latest().step and model.config.n_components == 3
+
+
+def test_divergence_is_reported_not_crashed():
+    job = started(train={**SMALL["train"], "lr": 1e6}, model={"depth": 2, "hidden": 16})
+    try:
+        assert job.wait_for(lambda j: j.state == "diverged", 60), (job.state, job.message)
+        assert "learning rate" in job.message and job.alive
+    finally:
+        job.stop()
+    assert job.checkpoint  # the last finite state is kept
+
+
+def test_bad_spec_gives_a_clear_error():
+    job = started(n_components=500, n_samples=100)
+    try:
+        assert job.wait_for(lambda j: j.state == "error", 60)
+        assert "more than the" in job.message
+    finally:
+        job.stop()
+
+
+def test_concurrency_cap(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(jobmod, "_slots", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(jobmod, "MAX_CONCURRENT_JOBS", 1)
+    first = started()
+    try:
+        with pytest.raises(BusyError, match="busy"):
+            started()
+    finally:
+        first.stop()
+    second = started()  # the slot came back
+    second.stop()
+
+
+def snap(step: int) -> Snapshot:
+    return Snapshot.create({"step": step}, {"a": np.arange(3.0) * step})
+
+
+def test_recording_is_bounded_ordered_and_spread():
+    rec = Recording(max_frames=10)
+    for i in range(1000):
+        rec.append(snap(i))
+    frames = rec.snapshot_list()
+    steps = [f.step for f in frames]
+    assert len(frames) <= 10 and steps == sorted(steps) and steps[0] == 0 and steps[-1] >= 500
+
+
+def test_snapshot_round_trip_and_immutable():
+    s = Snapshot.create({"step": 4, "x": 1.5}, {"z": np.ones((2, 3), np.float32)})
+    t = Snapshot.from_bytes(s.to_bytes())
+    assert t.meta == s.meta and np.array_equal(t.get("z"), s.get("z"))
+    with pytest.raises(ValueError):
+        t.get("z")[0, 0] = 3
