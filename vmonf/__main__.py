@@ -8,11 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vmonf.checkpoint import atomic_write_bytes, save_checkpoint
-from vmonf.data import IMAGE_DATASETS, TOY_DATASETS, load_dataset
+from vmonf.data import IMAGE_DATASETS, TOY_DATASETS, load_dataset, pick_labels
 from vmonf.estimator import VMoNF
 from vmonf.metrics import clustering_scores, loglik_summary
 
@@ -41,21 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pick_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """``y`` with all but ``per_class`` random points of each class set to -1 (unlabelled)."""
-    out = np.full_like(y, -1)
-    rng = np.random.default_rng(seed)
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))[:per_class]
-        out[idx] = c
-    return out
-
-
 def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset, n=args.samples, seed=args.seed, pca=args.pca)
     test = load_dataset(args.dataset, n=args.samples, seed=args.seed + 10_000) if args.dataset in TOY_DATASETS else None
-    y_fit = pick_labels(data.y, args.labels, args.seed) if args.labels else None
+    y_fit = pick_labels(data.y, args.labels, args.seed)
     est = VMoNF(args.components, depth=args.depth, hidden=args.hidden, flow=args.flow, max_steps=args.steps,
                 lr=args.lr, batch_size=args.batch_size, init=args.init, seed=args.seed, device=args.device)
     print(f"training {args.dataset}: {len(data.x)} points, {data.x.shape[1]} dims, K={args.components}", flush=True)

@@ -455,3 +455,17 @@ def load_dataset(name: str, *, n: int = 1000, seed: int = 0, pca: int = 16, clas
         pixels, y = pixels[keep], np.searchsorted(np.sort(classes), y[keep])
     prep = ImagePreprocessor(pca, seed=seed)
     return Dataset(name, prep.fit_transform(pixels), y.astype(np.int64), shape, prep)
+
+
+def pick_labels(y: np.ndarray, per_class: int, seed: int, n_classes: int | None = None) -> np.ndarray | None:
+    """Reveal ``per_class`` random true labels per class (the first ``n_classes`` classes); -1 elsewhere.
+
+    Returns ``None`` when ``per_class`` is 0 (unsupervised).
+    """
+    if per_class <= 0:
+        return None
+    out = np.full_like(y, -1)
+    rng = np.random.default_rng(seed)
+    for c in np.unique(y)[:n_classes]:
+        out[rng.permutation(np.flatnonzero(y == c))[:per_class]] = c
+    return out

@@ -18,7 +18,7 @@ import torch
 from vmonf.checkpoint import load_checkpoint, save_checkpoint
 from vmonf.flows import FlowType
 from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.train import InitMethod, TrainConfig, Trainer, choose_start, resolve_device
+from vmonf.train import InitMethod, TrainConfig, resolve_device, start_training
 
 
 def check_array(X, *, name: str = "X", dim: int | None = None) -> np.ndarray:
@@ -113,30 +113,13 @@ class VMoNF:
         model_cfg, train_cfg = self._configs(d)
         device = resolve_device(self.device)
 
-        rng = np.random.default_rng(self.seed)
-        n_val = int(self.val_fraction * n) if n >= 20 else 0
-        order = rng.permutation(n)
-        tr, va = order[n_val:], order[:n_val]
-        xt = torch.as_tensor(x[tr], device=device)
-        xv = torch.as_tensor(x[va], device=device) if n_val else None
-        yt = None if labels is None else torch.as_tensor(labels[tr], device=device)
-        shift, scale = xt.mean(0), xt.std(0) if len(xt) > 1 else torch.ones_like(xt[0])
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-
-        def make_trainer() -> Trainer:
-            torch.manual_seed(self.seed)
-            model = VMoNFModel(model_cfg).to(device)
-            model.set_standardization(shift, scale)
-            return Trainer(model, xt, yt, train_cfg, x_val=xv)
-
-        x_std = ((xt - shift) / scale).cpu().numpy()  # partitions are found in standardised units
-        result = choose_start(make_trainer, x_std, None if labels is None else labels[tr], self.n_components, train_cfg)
+        result = start_training(x, labels, model_cfg, train_cfg, device=device, val_fraction=self.val_fraction)
         trainer = result.trainer
         while trainer.step_count < self.max_steps:  # the chosen start's init_steps count toward max_steps
             trainer.run(min(train_cfg.eval_every, self.max_steps - trainer.step_count))
             if callback is not None:
                 callback(trainer)
-        if xv is not None:
+        if trainer.x_val is not None:
             trainer.evaluate()
             trainer.restore_best()
         self.model_ = trainer.model.eval()
@@ -147,7 +130,7 @@ class VMoNF:
         self.history_ = trainer.history
         self.n_features_in_ = d
         with torch.no_grad():
-            self.lower_bound_ = float(self.model_.elbo(xt).mean())
+            self.lower_bound_ = float(self.model_.elbo(trainer.x).mean())
         return self
 
     # -- inference --------------------------------------------------------------------------------

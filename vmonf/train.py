@@ -313,3 +313,35 @@ def choose_start(make_trainer, x_np: np.ndarray, y_np: np.ndarray | None, k: int
     if best is None:
         raise DivergenceError("Every starting point diverged; lower the learning rate.")
     return FitResult(best, chosen, scores)
+
+
+def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, config: TrainConfig, *,
+                   device: torch.device, val_fraction: float = 0.1) -> FitResult:
+    """Split off validation points, standardise, build the model and pick its start (:func:`choose_start`).
+
+    The one way every front end (estimator, app worker, CLI) sets up training. ``labels`` holds ``-1``
+    for unlabelled points, or is ``None``. The split and the model initialisation follow ``config.seed``.
+    """
+    from vmonf.model import VMoNFModel
+
+    n = len(x)
+    rng = np.random.default_rng(config.seed)
+    n_val = int(val_fraction * n) if n >= 20 else 0
+    order = rng.permutation(n)
+    tr, va = order[n_val:], order[:n_val]
+    xt = torch.as_tensor(x[tr], device=device)
+    xv = torch.as_tensor(x[va], device=device) if n_val else None
+    lab = labels[tr] if labels is not None and (labels >= 0).any() else None
+    yt = None if lab is None else torch.as_tensor(lab, device=device)
+    shift = xt.mean(0)
+    scale = xt.std(0) if len(xt) > 1 else torch.ones_like(shift)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+
+    def make_trainer() -> Trainer:
+        torch.manual_seed(config.seed)
+        model = VMoNFModel(model_config).to(device)
+        model.set_standardization(shift, scale)
+        return Trainer(model, xt, yt, config, x_val=xv)
+
+    x_std = ((xt - shift) / scale).cpu().numpy()  # partitions are found in standardised units
+    return choose_start(make_trainer, x_std, lab, model_config.n_components, config)

@@ -23,8 +23,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO
 
-import numpy as np
-
 SNAPSHOT, EVENT, CHECKPOINT = b"S", b"E", b"C"
 
 
@@ -79,10 +77,10 @@ class Session:
     def __init__(self, spec: JobSpec, out: BinaryIO):
         import torch
 
-        from vmonf.data import load_dataset
-        from vmonf.model import ModelConfig, VMoNFModel
+        from vmonf.data import load_dataset, pick_labels
+        from vmonf.model import ModelConfig
         from vmonf.snapshot import make_view
-        from vmonf.train import TrainConfig, Trainer, choose_start, resolve_device
+        from vmonf.train import TrainConfig, resolve_device, start_training
 
         self.spec, self.out = spec, out
         torch.set_num_threads(max(1, spec.threads))
@@ -92,34 +90,14 @@ class Session:
         x, y = data.x, data.y
         if spec.n_components > len(x):
             raise ValueError(f"K={spec.n_components} is more than the {len(x)} data points.")
-        rng = np.random.default_rng(spec.data_seed)
-        labels = np.full_like(y, -1)
-        for c in np.unique(y)[: spec.n_components] if spec.labelled_per_class else []:
-            labels[rng.permutation(np.flatnonzero(y == c))[: spec.labelled_per_class]] = c
-        order = rng.permutation(len(x))
-        n_val = int(spec.val_fraction * len(x)) if len(x) >= 20 else 0
-        tr, va = order[n_val:], order[:n_val]
-        dev = self.device
-        xt, xv = torch.as_tensor(x[tr], device=dev), torch.as_tensor(x[va], device=dev) if n_val else None
-        yt = torch.as_tensor(labels[tr], device=dev) if spec.labelled_per_class else None
-        shift, scale = xt.mean(0), xt.std(0).clamp_min(1e-6)
-        model_cfg = ModelConfig(spec.n_components, x.shape[1], **spec.model)
-        train_cfg = TrainConfig(**spec.train)
-
-        def make_trainer() -> Trainer:
-            torch.manual_seed(train_cfg.seed)
-            model = VMoNFModel(model_cfg).to(dev)
-            model.set_standardization(shift, scale)
-            return Trainer(model, xt, yt, train_cfg, x_val=xv)
-
+        labels = pick_labels(y, spec.labelled_per_class, spec.data_seed, spec.n_components)
         self.event("initializing", message="Choosing a starting point for the components...")
-        x_std = ((xt - shift) / scale).cpu().numpy()
-        result = choose_start(make_trainer, x_std, labels[tr] if spec.labelled_per_class else None,
-                              spec.n_components, train_cfg)
+        result = start_training(x, labels, ModelConfig(spec.n_components, x.shape[1], **spec.model),
+                                TrainConfig(**spec.train), device=self.device, val_fraction=spec.val_fraction)
         self.trainer = result.trainer
         self.init_method = result.init_method
         to_images = data.to_images if data.image_shape else None
-        self.view = make_view(x, y, labels >= 0 if spec.labelled_per_class else None, grid=spec.grid,
+        self.view = make_view(x, y, labels >= 0 if labels is not None else None, grid=spec.grid,
                               seed=spec.data_seed, to_images=to_images,
                               max_points=2000 if data.image_shape is None else 1500)
         self.history: list[dict] = []
