@@ -10,6 +10,7 @@ ui.ensure_plotly_js()
 pages = [
     st.Page("pages/playground.py", title="2-D playground", icon="🌀", default=True, url_path="playground"),
     st.Page("pages/images.py", title="Images (MNIST, digits)", icon="🔢", url_path="images"),
+    st.Page("pages/replay.py", title="Replay and export", icon="🎞️", url_path="replay"),
     st.Page("pages/how_it_works.py", title="How it works", icon="📖", url_path="how-it-works"),
 ]
 st.navigation(pages).run()

@@ -96,3 +96,25 @@ def test_how_it_works_renders(app):
     app.switch_page("pages/how_it_works.py").run()
     assert not app.exception
     assert len(app.get("latex")) >= 5
+
+
+def test_replay_page_plays_and_exports_the_session_run(app):
+    app.run()
+    app.sidebar.slider(key="toy_n").set_value(300)
+    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
+    app.run()
+    button(app, "Start").click().run()
+    wait_for_step(app, 1)
+    time.sleep(1.0)
+    button(app, "Stop").click().run()
+    app.switch_page("pages/replay.py").run()
+    assert not app.exception
+    chart = app.get("plotly_chart")
+    assert chart, "the replay animation is shown"
+    spec = chart[0].proto.spec
+    assert '"frames"' in spec and 'Play"' in spec and 'Pause"' in spec
+    app.selectbox(key="replay_fmt").set_value("gif").run()
+    button(app, "Prepare the export").click().run()
+    assert not app.exception and not app.error
+    assert any(b.label.startswith("Download vmonf-") for b in app.get("download_button"))
+    app.switch_page("pages/playground.py").run()

@@ -76,3 +76,25 @@ def test_closing_the_tab_ends_the_training(server, browser):
     page.close()
     # Streamlit releases the session a few seconds after the tab goes; the worker must then exit.
     wait_until(lambda: not (set(worker_pids(proc.pid)) & mine), timeout=30)
+
+
+def test_replay_plays_in_the_browser(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
+    click(page, "Start")
+    wait_until(lambda: (step_counter(page) or 0) > 300, timeout=120)
+    click(page, "Stop")
+    page.get_by_role("link", name="Replay and export").click()  # same session: its run is there
+    page.locator(".js-plotly-plot .updatemenu-button").first.wait_for(timeout=30_000)
+
+    def title():
+        return page.locator(".js-plotly-plot .gtitle").first.text_content()
+
+    first = title()
+    page.locator(".js-plotly-plot .updatemenu-button", has_text="Play").first.click()
+    changed = wait_until(lambda: title() != first and title(), timeout=15)
+    assert "step" in changed and changed != first
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

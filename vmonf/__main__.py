@@ -1,4 +1,8 @@
-"""Headless CLI: ``python -m vmonf train --dataset pinwheel --components 5 --steps 3000 --out runs/pinwheel``."""
+"""Headless CLI.
+
+    python -m vmonf train --dataset pinwheel --components 5 --steps 3000 --out runs/pinwheel
+    python -m vmonf export runs/pinwheel/run.vmonf --format gif --fps 10 --out pinwheel.gif
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,13 @@ from pathlib import Path
 
 import torch
 
-from vmonf.checkpoint import atomic_write_bytes, save_checkpoint
+from vmonf.checkpoint import atomic_write_bytes, checkpoint_bytes, save_checkpoint
 from vmonf.data import IMAGE_DATASETS, TOY_DATASETS, load_dataset, pick_labels
 from vmonf.estimator import VMoNF
+from vmonf.export import FORMATS, export, thin
 from vmonf.metrics import clustering_scores, loglik_summary
+from vmonf.runfile import Run, load_run, save_run
+from vmonf.snapshot import Recording, make_view, take_snapshot
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models)")
+    t.add_argument("--record-every", type=int, default=50, help="steps between recorded frames (2-D data)")
+    t.add_argument("--max-frames", type=int, default=200, help="frames kept in the recording (thinned evenly)")
     t.add_argument("--out", type=Path, required=True, help="output folder")
+    e = sub.add_parser("export", help="export a recorded run as an animation",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("run", type=Path, help="a .vmonf run file (written by train, or saved from the app)")
+    e.add_argument("--format", choices=FORMATS, default="gif",
+                   help="html: standalone page; gif; mp4; png: zip of PNG frames with a Beamer snippet")
+    e.add_argument("--fps", type=int, default=10, help="frames per second")
+    e.add_argument("--size", default="640x480", help="WIDTHxHEIGHT in pixels (gif, mp4, png)")
+    e.add_argument("--frames", type=int, default=0, help="use at most this many frames, evenly spread (0 = all)")
+    e.add_argument("--title", default="", help="title drawn above the animation")
+    e.add_argument("--no-overlay", action="store_true", help="leave out the step and ELBO in the corner")
+    e.add_argument("--out", type=Path, required=True, help="output file")
     return parser
 
 
@@ -48,11 +68,24 @@ def train(args: argparse.Namespace) -> dict:
     est = VMoNF(args.components, depth=args.depth, hidden=args.hidden, flow=args.flow, max_steps=args.steps,
                 lr=args.lr, batch_size=args.batch_size, init=args.init, seed=args.seed, device=args.device)
     print(f"training {args.dataset}: {len(data.x)} points, {data.x.shape[1]} dims, K={args.components}", flush=True)
+    recording = Recording(args.max_frames)
+    view = make_view(data.x, data.y, None if y_fit is None else y_fit >= 0) if data.x.shape[1] == 2 else None
+    history: list[dict] = []
+    report_every = max(args.steps // 10, 1)
+
+    def on_progress(trainer) -> None:
+        step = trainer.step_count
+        if view is not None and step % args.record_every < trainer.config.eval_every:
+            history.append(trainer.evaluate())
+            recording.append(take_snapshot(trainer.model, view, history, {"step": step}, seed=args.seed))
+        if step % report_every < trainer.config.eval_every:
+            row = trainer.history[-1] if trainer.history else {}
+            print(f"step {step:6d}/{args.steps}  loss {trainer._last_loss:9.3f}  "
+                  f"val log-lik {row.get('val_loglik', float('nan')):9.3f}", flush=True)
+
     t0 = time.perf_counter()
-    est.fit(data.x, y_fit)
+    est.fit(data.x, y_fit, callback=on_progress)
     seconds = time.perf_counter() - t0
-    for row in est.history_[:: max(1, len(est.history_) // 10)]:
-        print(f"step {row['step']:6d}  val log-lik {row.get('val_loglik', float('nan')):9.3f}", flush=True)
     metrics = {
         "dataset": args.dataset, "components": args.components, "steps": est.n_iter_, "seconds": seconds,
         "init": est.init_, "elbo": est.lower_bound_, "train_loglik": loglik_summary(est.score_samples(data.x)),
@@ -63,10 +96,36 @@ def train(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out / "model.pt", est.model_, {"estimator": est.get_params(), "n_iter": est.n_iter_})
     atomic_write_bytes(args.out / "metrics.json", json.dumps(metrics, indent=2).encode())
+    if len(recording):
+        ckpt = checkpoint_bytes(est.model_, {"estimator": est.get_params(), "n_iter": est.n_iter_})
+        save_run(args.out / "run.vmonf", Run(vars(args) | {"out": str(args.out)}, recording.snapshot_list(), ckpt))
     c = metrics["clustering"]
     print(f"done in {seconds:.1f}s: ARI {c['ari']:.3f}  NMI {c['nmi']:.3f}  accuracy {c['accuracy']:.3f}; "
-          f"wrote {args.out / 'model.pt'} and metrics.json", flush=True)
+          f"wrote model.pt, metrics.json{' and run.vmonf' if len(recording) else ''} in {args.out}", flush=True)
     return metrics
+
+
+def export_run(args: argparse.Namespace) -> None:
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 640x480, got {args.size!r}.") from None
+    if not 1 <= args.fps <= 60:
+        raise ValueError(f"--fps must be between 1 and 60, got {args.fps}.")
+    run = load_run(args.run)
+    frames = thin(run.frames, args.frames) if args.frames else run.frames
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(total // 10, 1) == 0:
+            print(f"frame {done}/{total}", flush=True)
+
+    kw = {"fps": args.fps, "title": args.title}
+    if args.format != "html":
+        kw.update(size=(w, h), overlay=not args.no_overlay, progress=progress)
+    data = export(frames, args.format, **kw)
+    atomic_write_bytes(args.out, data)
+    print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB, {len(frames)} frames) in {time.perf_counter() - t0:.1f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             train(args)
+        elif args.command == "export":
+            export_run(args)
     except ValueError as exc:  # user errors: a clear message, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -65,11 +65,12 @@ def density_figure(snap: Snapshot, **kw) -> go.Figure:
 
 def density_spec(
     snap: Snapshot, *, component: int | None = None, show_points: bool = True, show_samples: bool = False,
-    log_scale: bool = True, height: int = 520, title: str | None = None,
+    log_scale: bool = True, height: int = 520, title: str | None = None, zrange: tuple[float, float] | None = None,
 ) -> dict:
     """The mixture density (or one component's) as a heatmap, with points coloured by argmax q(c|x).
 
     Each point's opacity is its confidence max_c q(c|x). Labelled points are drawn as diamonds.
+    ``zrange`` fixes the log-density colour range (a replay passes one range for all its frames).
     """
     gx, gy = snap.get("grid_x"), snap.get("grid_y")
     if gx is None:
@@ -83,8 +84,8 @@ def density_spec(
     z = np.asarray(z, dtype=np.float32)
     peak = float(np.nanmax(z)) if np.isfinite(z).any() else 0.0
     if log_scale:
-        z = np.clip(z, peak - LOG_DENSITY_RANGE, None)
-        zmin, zmax = peak - LOG_DENSITY_RANGE, peak
+        zmin, zmax = zrange or (peak - LOG_DENSITY_RANGE, peak)
+        z = np.clip(z, zmin, None)
     else:
         z = np.exp(z - peak)
         zmin, zmax = 0.0, 1.0

@@ -1,0 +1,82 @@
+"""Replay and export: play a recorded run in the browser and export it for slides or a thesis defence."""
+
+import json
+
+import streamlit as st
+
+import ui
+from vmonf import export as ex
+from vmonf.runfile import Run, load_run, run_bytes
+
+st.title("Replay and export")
+st.caption("Every run records its frames as it trains. Play one back here, then take it to your slides: "
+           "a standalone HTML page, a GIF, an MP4, or PNG frames with a LaTeX Beamer snippet.")
+
+
+def session_run() -> Run | None:
+    job = ui.current_job("toy")
+    if job is None or not len(job.recording):
+        return None
+    return Run(json.loads(job.spec.to_json()), job.recording.snapshot_list(), job.checkpoint)
+
+
+source = st.radio("run", ["this session's 2-D run", "a saved run file"], horizontal=True, key="replay_source",
+                  help="The run from the 2-D playground, or a .vmonf file saved earlier (from the app or the CLI).")
+run = None
+if source.startswith("this"):
+    run = session_run()
+    if run is None:
+        st.info("No run yet in this session. Train one on the 2-D playground, or load a saved run file.", icon="👈")
+else:
+    upload = st.file_uploader("run file (.vmonf)", type=["vmonf"], key="replay_upload",
+                              help="Written by 'Save this run' in the app or by `python -m vmonf train`.")
+    if upload is not None:
+        try:
+            run = load_run(upload.getvalue())
+        except ValueError as exc:
+            st.error(f"Could not open {upload.name}: {exc}", icon="🚫")
+if run is None:
+    st.stop()
+if run.frames[0].get("grid_x") is None:
+    st.warning("This run has no 2-D density frames (image runs cannot be animated yet).", icon="⚠️")
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+n_frames = c1.slider("frames", 2, max(2, len(run.frames)), min(len(run.frames), 100), key="replay_frames",
+                     help="Frames used, evenly spread over the run (first and last always kept).")
+fps = c2.slider("frames per second", 1, 30, 8, key="replay_fps", help="Playback and export speed.")
+title = c3.text_input("title", value=str(run.settings.get("dataset", "")), max_chars=80, key="replay_title",
+                      help="Drawn above the animation and in exports.")
+frames = ex.thin(run.frames, n_frames)
+st.caption(f"{len(run.frames)} frames recorded, steps {run.frames[0].step}–{run.frames[-1].step}. "
+           "Press ▶ Play under the chart; drag the slider to scrub. It plays in your browser, no server needed.")
+st.plotly_chart(ex.animation_figure(frames, title=title, frame_ms=int(1000 / fps)), key="replay_chart",
+                config={"displaylogo": False})
+
+st.subheader("Export")
+e1, e2, e3 = st.columns(3)
+fmt = e1.selectbox("format", ["gif", "mp4", "html", "png"], key="replay_fmt",
+                   format_func={"gif": "GIF", "mp4": "MP4 video", "html": "HTML page (works offline)",
+                                "png": "PNG frames + Beamer snippet (zip)"}.get,
+                   help="GIF and MP4 go into PowerPoint or Keynote; the zip goes into a LaTeX Beamer deck.")
+size = e2.selectbox("size", ["640x480", "800x600", "1024x768", "1280x720"], key="replay_size",
+                    help="Pixels of each frame (GIF, MP4, PNG).")
+overlay = e3.toggle("step and ELBO in the corner", value=True, key="replay_overlay")
+if st.button("Prepare the export", key="replay_export", type="primary"):
+    w, h = (int(v) for v in size.split("x"))
+    bar = st.progress(0.0, text="drawing frames…")
+    kw = {"fps": fps, "title": title}
+    if fmt != "html":
+        kw.update(size=(w, h), overlay=overlay,
+                  progress=lambda done, total: bar.progress(done / total, text=f"drawing frame {done} of {total}"))
+    try:
+        st.session_state["replay_file"] = (fmt, ex.export(frames, fmt, **kw))
+    except ValueError as exc:
+        st.error(f"Export failed: {exc}", icon="🚫")
+    bar.empty()
+if (ready := st.session_state.get("replay_file")) and ready[0] == fmt:
+    name = f"vmonf-{(title or 'run').replace(' ', '-')}.{'zip' if fmt == 'png' else fmt}"
+    st.download_button(f"Download {name} ({len(ready[1]) / 1e6:.1f} MB)", ready[1], file_name=name,
+                       key="replay_download")
+st.download_button("Save this run (.vmonf)", lambda: run_bytes(run), file_name="vmonf-run.vmonf", key="replay_save",
+                   help="Settings, trained model and frames in one file: load it here later, or export from the CLI.")

@@ -1,0 +1,224 @@
+"""Replay and export of recorded runs: a client-side plotly animation, standalone HTML, GIF, MP4 and PNG frames.
+
+Raster formats are drawn with matplotlib, so they need no browser (kaleido needs Chrome, which a
+projector laptop may lack). MP4 uses the ffmpeg binary that the ``imageio-ffmpeg`` package ships.
+Every function takes the frames of a :class:`~vmonf.runfile.Run` (2-D runs) and returns bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from vmonf.figures import LOG_DENSITY_RANGE, PALETTE, density_spec
+from vmonf.snapshot import Snapshot
+
+ProgressFn = Callable[[int, int], None]  # (frames done, frames in all)
+FORMATS = ("html", "gif", "mp4", "png")
+
+
+def _check(frames: Sequence[Snapshot]) -> None:
+    if not frames:
+        raise ValueError("There are no frames to export.")
+    if frames[0].get("grid_x") is None:
+        raise ValueError("Only 2-D runs (with a density grid) can be animated.")
+
+
+def density_range(frames: Sequence[Snapshot]) -> tuple[float, float]:
+    """One colour range for the whole run, so the colours mean the same in every frame."""
+    peak = max(float(np.nanmax(f.get("log_density"))) for f in frames)
+    return peak - LOG_DENSITY_RANGE, peak
+
+
+def caption(snap: Snapshot) -> str:
+    elbo = snap.meta.get("val_elbo")
+    text = f"step {snap.step}"
+    if elbo is not None and np.isfinite(elbo):
+        text += f" · ELBO {elbo:.3f}"
+    return text
+
+
+# -- client-side animation (replay page, HTML export) ------------------------------------------------
+def animation_figure(frames: Sequence[Snapshot], *, title: str = "", frame_ms: int = 150, height: int = 620,
+                     show_samples: bool = False) -> go.Figure:
+    """A plotly figure whose frames play in the browser (Play/Pause, speed, slider), no server round trip.
+
+    Axes and the colour range are fixed for the whole run, so nothing jumps between frames.
+    """
+    _check(frames)
+    zrange = density_range(frames)
+    specs = [density_spec(f, zrange=zrange, show_samples=show_samples, height=height,
+                          title=f"{title + ' · ' if title else ''}{caption(f)}") for f in frames]
+    fig = go.Figure(specs[0])
+    fig.frames = [go.Frame(data=s["data"], name=str(i), layout=dict(title=s["layout"]["title"]))
+                  for i, s in enumerate(specs)]
+
+    def play(ms: int) -> dict:
+        return dict(frame=dict(duration=ms, redraw=True), fromcurrent=True, transition=dict(duration=0))
+
+    buttons = [dict(label="▶ Play", method="animate", args=[None, play(frame_ms)]),
+               dict(label="❚❚ Pause", method="animate",
+                    args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])]
+    buttons += [dict(label=f"{speed}×", method="animate", args=[None, play(int(frame_ms / speed))])
+                for speed in (0.5, 2, 4)]
+    slider_steps = [dict(method="animate", label=str(f.step),
+                         args=[[str(i)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                             transition=dict(duration=0))]) for i, f in enumerate(frames)]
+    fig.update_layout(
+        updatemenus=[dict(type="buttons", direction="left", buttons=buttons, x=0, y=-0.08, xanchor="left",
+                          yanchor="top", showactive=False, pad=dict(t=10, r=10))],
+        sliders=[dict(steps=slider_steps, currentvalue=dict(prefix="step "), x=0.35, len=0.65, y=-0.05,
+                      pad=dict(t=30))],
+        margin=dict(b=110),
+    )
+    return fig
+
+
+def export_html(frames: Sequence[Snapshot], *, title: str = "", frame_ms: int = 150) -> bytes:
+    """A standalone HTML page with plotly.js inlined: plays offline, e.g. on a projector laptop."""
+    fig = animation_figure(frames, title=title, frame_ms=frame_ms)
+    return fig.to_html(include_plotlyjs=True, full_html=True, auto_play=False).encode()
+
+
+# -- raster frames (GIF, MP4, PNG) -------------------------------------------------------------------
+def _rgba(assign: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    from matplotlib.colors import to_rgba_array
+
+    base = to_rgba_array([PALETTE[int(a) % len(PALETTE)] for a in assign])
+    base[:, 3] = np.clip(alpha, 0.15, 1.0)
+    return base
+
+
+def render_frame(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: tuple[float, float] | None = None,
+                 title: str = "", overlay: bool = True) -> np.ndarray:
+    """One frame as an RGB ``uint8`` array of shape ``(height, width, 3)``, drawn with matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    w, h = size
+    if w < 64 or h < 64 or w > 4096 or h > 4096:
+        raise ValueError(f"Frame size must be between 64 and 4096 pixels a side, got {w}x{h}.")
+    zmin, zmax = zrange or density_range([snap])
+    fig = Figure(figsize=(w / 100, h / 100), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.06, 0.06, 0.9, 0.86 if title else 0.9))
+    gx, gy = snap.get("grid_x"), snap.get("grid_y")
+    ax.imshow(np.clip(snap.get("log_density"), zmin, zmax), origin="lower", cmap="Greys", vmin=zmin, vmax=zmax,
+              extent=(gx[0], gx[-1], gy[0], gy[-1]), aspect="auto", interpolation="bilinear", alpha=0.7)
+    pts, labelled = snap.get("points"), snap.get("labelled")
+    ax.scatter(pts[:, 0], pts[:, 1], s=6, c=_rgba(snap.get("assign"), snap.get("confidence")), linewidths=0)
+    if labelled is not None and labelled.any():
+        ax.scatter(pts[labelled, 0], pts[labelled, 1], s=40, marker="D", edgecolors="black", linewidths=1.0,
+                   c=_rgba(snap.get("y_true")[labelled], np.ones(int(labelled.sum()))))
+    ax.set_xlim(gx[0], gx[-1])
+    ax.set_ylim(gy[0], gy[-1])
+    ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11, y=0.98)
+    if overlay:
+        ax.text(0.02, 0.97, caption(snap), transform=ax.transAxes, va="top", ha="left", fontsize=9,
+                bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=2))
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def _rendered(frames, size, title, overlay, progress):
+    _check(frames)
+    zrange = density_range(frames)
+    for i, f in enumerate(frames):
+        yield render_frame(f, size=size, zrange=zrange, title=title, overlay=overlay)
+        if progress:
+            progress(i + 1, len(frames))
+
+
+def export_gif(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "", overlay: bool = True,
+               progress: ProgressFn | None = None) -> bytes:
+    from PIL import Image
+
+    images = [Image.fromarray(a).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+              for a in _rendered(frames, size, title, overlay, progress)]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return buf.getvalue()
+
+
+def export_mp4(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "", overlay: bool = True,
+               progress: ProgressFn | None = None) -> bytes:
+    """H.264 MP4 (yuv420p, plays in PowerPoint, Keynote and browsers). Width and height are rounded to even."""
+    import os
+    import tempfile
+
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise ValueError("MP4 export needs the imageio-ffmpeg package: pip install imageio-ffmpeg.") from exc
+    size = (size[0] // 2 * 2, size[1] // 2 * 2)
+    fd, path = tempfile.mkstemp(suffix=".mp4")
+    os.close(fd)
+    try:
+        writer = imageio_ffmpeg.write_frames(path, size, fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                                             macro_block_size=2, ffmpeg_log_level="error")
+        writer.send(None)
+        for a in _rendered(frames, size, title, overlay, progress):
+            writer.send(np.ascontiguousarray(a))
+        writer.close()
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(path)
+
+
+def beamer_snippet(n_frames: int, fps: int, prefix: str = "frames/frame-") -> str:
+    """LaTeX for Beamer: plays the PNG frames with the animate package."""
+    return (
+        "% In the preamble: \\usepackage{animate}\n"
+        "% Unzip next to your .tex file; the frames are frames/frame-0.png ... "
+        f"frames/frame-{n_frames - 1}.png\n"
+        "\\begin{frame}{Training animation}\n"
+        "  \\centering\n"
+        f"  \\animategraphics[autoplay,loop,controls,width=0.9\\linewidth]{{{fps}}}{{{prefix}}}"
+        f"{{0}}{{{n_frames - 1}}}\n"
+        "\\end{frame}\n"
+    )
+
+
+def export_png_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "",
+                   overlay: bool = True, progress: ProgressFn | None = None) -> bytes:
+    """A zip of PNG frames (frames/frame-N.png) plus ``beamer.tex`` with an ``\\animategraphics`` snippet."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        n = 0
+        for i, a in enumerate(_rendered(frames, size, title, overlay, progress)):
+            png = io.BytesIO()
+            Image.fromarray(a).save(png, format="PNG")
+            z.writestr(f"frames/frame-{i}.png", png.getvalue())
+            n += 1
+        z.writestr("beamer.tex", beamer_snippet(n, fps))
+    return buf.getvalue()
+
+
+def export(frames: Sequence[Snapshot], fmt: str, **kw) -> bytes:
+    """Export in ``fmt`` (one of :data:`FORMATS`); keyword arguments go to that format's function."""
+    if fmt == "html":
+        return export_html(frames, title=kw.get("title", ""), frame_ms=int(1000 / kw.get("fps", 10)))
+    if fmt == "gif":
+        return export_gif(frames, **kw)
+    if fmt == "mp4":
+        return export_mp4(frames, **kw)
+    if fmt == "png":
+        return export_png_zip(frames, **kw)
+    raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+
+
+def thin(frames: Sequence[Snapshot], max_frames: int) -> list[Snapshot]:
+    """At most ``max_frames`` frames, evenly spread, always keeping the first and the last."""
+    if max_frames < 2 or len(frames) <= max_frames:
+        return list(frames)
+    idx = np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))
+    return [frames[i] for i in idx]
