@@ -98,3 +98,19 @@ def test_replay_plays_in_the_browser(server, browser):
     assert "step" in changed and changed != first
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_server_shutdown_ends_running_workers(browser):
+    from pathlib import Path
+
+    with streamlit_server() as (url, proc):
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
+        click(page, "Start")
+        workers = wait_until(lambda: worker_pids(proc.pid), timeout=30)
+        wait_until(lambda: step_counter(page), timeout=90)
+        proc.terminate()
+        proc.wait(20)  # the server exits on SIGTERM although a worker is training
+    # A worker sees its stdin close, stops cleanly and exits.
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=20)
