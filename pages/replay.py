@@ -61,7 +61,8 @@ fmt = e1.selectbox("format", ["gif", "mp4", "html", "png"], key="replay_fmt",
                    help="GIF and MP4 go into PowerPoint or Keynote; the zip goes into a LaTeX Beamer deck.")
 size = e2.selectbox("size", ["640x480", "800x600", "1024x768", "1280x720"], key="replay_size",
                     help="Pixels of each frame (GIF, MP4, PNG).")
-overlay = e3.toggle("step and ELBO in the corner", value=True, key="replay_overlay")
+overlay = e3.toggle("step and ELBO in the corner", value=True, key="replay_overlay",
+                    help="Write each frame's training step and ELBO in its top-left corner.")
 if st.button("Prepare the export", key="replay_export", type="primary"):
     w, h = (int(v) for v in size.split("x"))
     bar = st.progress(0.0, text="drawing frames…")

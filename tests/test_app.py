@@ -118,3 +118,13 @@ def test_replay_page_plays_and_exports_the_session_run(app):
     assert not app.exception and not app.error
     assert any(b.label.startswith("Download vmonf-") for b in app.get("download_button"))
     app.switch_page("pages/playground.py").run()
+
+
+def test_missing_full_mnist_offers_a_download(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMONF_DATA", str(tmp_path))  # an empty cache: the full MNIST is not here
+    app.switch_page("pages/images.py").run()
+    app.sidebar.selectbox(key="img_source").set_value("MNIST: all 70,000 digits").run()
+    assert not app.exception
+    assert any("not on this machine" in w.value for w in app.warning)
+    assert any(b.label == "Download now" for b in app.button)
+    assert not any(b.label == "Start" for b in app.button)  # nothing to train on yet
