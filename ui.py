@@ -192,7 +192,7 @@ def status_line(job: TrainingJob, snap: Snapshot | None) -> None:
         st.info("Preparing the run: loading data and choosing a starting point for each component…", icon="⏳")
 
 
-def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None], every: float = 0.2) -> None:
+def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None], every: float = 0.15) -> None:
     """Re-run ``render(job, snapshot)`` every ``every`` seconds while the page's job trains."""
     job = current_job(page)
     if job is None:

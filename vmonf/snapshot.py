@@ -112,7 +112,7 @@ class View:
 
 
 def make_view(x: np.ndarray, y: np.ndarray | None, labelled: np.ndarray | None = None, *, max_points: int = 2000,
-              grid: int = 80, seed: int = 0, margin: float = 0.15, **kw) -> View:
+              grid: int = 64, seed: int = 0, margin: float = 0.15, **kw) -> View:
     """Pick the points and grid once per run, so frames line up and axes never jump."""
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.permutation(len(x))[:max_points])
