@@ -2,12 +2,23 @@
 
 import os
 import platform
+from urllib.parse import urlencode
 
 import streamlit as st
 
 import ui
 from vmonf import figures
 from vmonf.data import TOY_DATASETS
+from vmonf.presets import (
+    BATCH_CHOICES,
+    DEFAULTS,
+    HIDDEN_CHOICES,
+    INIT_CHOICES,
+    LR_CHOICES,
+    PRESETS,
+    from_query,
+    to_query,
+)
 from vmonf.worker import JobSpec
 
 PAGE = "toy"
@@ -26,6 +37,42 @@ TOY_PARAMS = {
     "checkerboard": [("squares", "board size", 2, 6, 4, 1, "Squares per side; half of them hold points.")],
 }
 TRUE_K = {"pinwheel": "wings", "gaussian mixture": "components", "spirals": "arms"}
+PARAM_RANGES = {ds: {p[0]: (p[2], p[3], type(p[4])) for p in ps} for ds, ps in TOY_PARAMS.items()}
+
+
+def widget_state(settings: dict) -> dict:
+    """Settings (a preset or a shared link) as values of this page's widget keys."""
+    s = {**DEFAULTS, **settings}
+    ds = s["dataset"]
+    state = {"toy_dataset": ds, "toy_n": s["n"], "toy_data_seed": s["data_seed"], f"toy_k_{ds}": s["k"],
+             "toy_depth": s["depth"], "toy_hidden": s["hidden"], "toy_lr": s["lr"], "toy_batch": s["batch"],
+             "toy_labels": s["labels"], "toy_init": s["init"], "toy_steps": s["steps"], "toy_seed": s["seed"]}
+    state.update({f"toy_{ds}_{p}": v for p, v in s["params"].items()})
+    return state
+
+
+def choose_preset() -> None:
+    """Widget callback: remember the preset; :func:`apply_pending` sets the widgets at the top of the run."""
+    preset = PRESETS.get(st.session_state["toy_preset"])
+    if preset is not None:
+        st.session_state["_toy_pending"] = widget_state(preset.settings)
+
+
+def apply_pending() -> None:
+    if pending := st.session_state.pop("_toy_pending", None):
+        st.session_state.update(pending)
+
+
+def apply_shared_link() -> None:
+    """Once per session: open the experiment that the URL's query parameters describe."""
+    if st.session_state.get("_toy_link_read") or "ds" not in st.query_params:
+        return
+    st.session_state["_toy_link_read"] = True
+    settings, problems = from_query(st.query_params.to_dict(), PARAM_RANGES)
+    if settings:
+        st.session_state.update(widget_state(settings))
+    if problems:
+        st.session_state["toy_link_problems"] = problems
 
 
 def devices() -> list[str]:
@@ -41,11 +88,13 @@ def devices() -> list[str]:
 def settings_ui() -> JobSpec:
     """The sidebar: data, model and training settings, returned as one immutable JobSpec."""
     sb = st.sidebar
+    sb.selectbox("preset", ["custom"] + list(PRESETS), key="toy_preset", on_change=choose_preset,
+                 help="The paper's experiments, one click each: sets the data, K, depth and training.")
     sb.header("Data")
     name = sb.selectbox("data set", list(TOY_DATASETS), key="toy_dataset",
                         help="A 2-D toy data set with known true clusters.")
     sb.caption(TOY_DATASETS[name][1])
-    n = sb.slider("points", 200, 5000, 1000, 100, key="toy_n", help="How many points to generate.")
+    n = sb.slider("points", 200, 5000, 1000, 8, key="toy_n", help="How many points to generate.")
     params = {}
     for pname, label, lo, hi, default, step, helptext in TOY_PARAMS.get(name, []):
         params[pname] = sb.slider(label, lo, hi, default, step, key=f"toy_{name}_{pname}", help=helptext)
@@ -57,16 +106,16 @@ def settings_ui() -> JobSpec:
                   help="How many flows (clusters) the mixture has.")
     depth = sb.slider("flow depth", 1, 10, 4, key="toy_depth",
                       help="Coupling layers per component flow: deeper flows can bend more.")
-    hidden = sb.select_slider("hidden width", [16, 32, 64, 128], 64, key="toy_hidden",
+    hidden = sb.select_slider("hidden width", HIDDEN_CHOICES, 64, key="toy_hidden",
                               help="Neurons in each layer of the networks inside the flows.")
     sb.header("Training")
-    lr = sb.select_slider("learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], 3e-3, key="toy_lr",
+    lr = sb.select_slider("learning rate", LR_CHOICES, 3e-3, key="toy_lr",
                           format_func=lambda v: f"{v:g}", help="Adam step size. Too high and training diverges.")
-    batch = sb.select_slider("batch size", [64, 128, 256, 512, 1024], 512, key="toy_batch",
+    batch = sb.select_slider("batch size", BATCH_CHOICES, 512, key="toy_batch",
                              help="Points per training step.")
     labels = sb.slider("labelled points per cluster", 0, 64, 0, key="toy_labels",
                        help="Semi-supervised mode: reveal this many true labels per cluster (0 = unsupervised).")
-    init = sb.selectbox("start", ["auto", "kmeans", "spectral", "ward", "random"], key="toy_init",
+    init = sb.selectbox("start", INIT_CHOICES, key="toy_init",
                         help="How components start. auto tries k-means, spectral and Ward starts and keeps "
                              "the best; random is the paper's plain start.")
     steps = sb.slider("stop after (steps)", 0, 20_000, 0, 500, key="toy_steps",
@@ -74,6 +123,17 @@ def settings_ui() -> JobSpec:
     seed = sb.number_input("training seed", 0, 10_000, 0, key="toy_seed", help="Seeds the model and mini-batches.")
     device = sb.selectbox("device", devices(), key="toy_device",
                           help="auto uses a GPU when there is one, otherwise the CPU.")
+    settings = dict(dataset=name, n=int(n), data_seed=int(data_seed), params=params, k=k, depth=depth, hidden=hidden,
+                    lr=lr, batch=batch, labels=labels, init=init, steps=steps, seed=int(seed))
+    query = to_query(settings)
+    if st.query_params.to_dict() != query:
+        # Best effort: Streamlit shows this in the address bar one interaction late (the browser sends
+        # its old query with the next rerun), so the share box below is the link to hand out.
+        st.query_params.from_dict(query)
+    with sb.expander("Share this experiment", icon="🔗"):
+        base = (st.context.url or "").split("?")[0]
+        st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
+        st.caption("Anyone opening this link gets the same data, model and seeds.")
     return JobSpec(dataset=name, n_samples=int(n), data_seed=int(data_seed), toy_params=params, n_components=k,
                    model={"depth": depth, "hidden": hidden}, labelled_per_class=labels, device=device,
                    train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init}, max_steps=steps)
@@ -98,7 +158,15 @@ def render(job, snap) -> None:
 st.title("2-D playground")
 st.caption("Each colour is one component: a normalizing flow that bends a Gaussian to fit its cluster. "
            "The grey background is the mixture density log p(x); faint points are ones the model is unsure about.")
+apply_shared_link()
+apply_pending()
 spec = settings_ui()
+if problems := st.session_state.pop("toy_link_problems", None):
+    st.warning("Some settings in the link were not valid and were left at their defaults: " + "; ".join(problems),
+               icon="🔗")
+preset = PRESETS.get(st.session_state.get("toy_preset", ""))
+if preset is not None and all(st.session_state.get(k) == v for k, v in widget_state(preset.settings).items()):
+    st.info(f"**{preset.title}.** {preset.watch}", icon="🎓")
 job = ui.controls(PAGE, spec)
 v1, v2, v3 = st.columns([2, 1, 1])
 v1.selectbox("show density of", ["mixture"] + [f"component {c + 1}" for c in range(spec.n_components)],

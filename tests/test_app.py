@@ -128,3 +128,47 @@ def test_missing_full_mnist_offers_a_download(app, tmp_path, monkeypatch):
     assert any("not on this machine" in w.value for w in app.warning)
     assert any(b.label == "Download now" for b in app.button)
     assert not any(b.label == "Start" for b in app.button)  # nothing to train on yet
+
+
+@pytest.mark.parametrize("title", list(__import__("vmonf.presets", fromlist=["PRESETS"]).PRESETS))
+def test_every_preset_trains(title):
+    from vmonf.presets import PRESETS
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.sidebar.selectbox(key="toy_preset").set_value(title).run()
+    assert not at.exception
+    preset = PRESETS[title]
+    assert at.sidebar.selectbox(key="toy_dataset").value == preset.settings["dataset"]
+    assert any(preset.watch in i.value for i in at.info)
+    try:
+        button(at, "Start").click().run()
+        wait_for_step(at, 1, timeout=90)
+        assert not at.exception and not at.error
+    finally:
+        button(at, "Reset").click().run()
+
+
+def test_shared_link_round_trips_the_settings():
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"ds": "moons", "k": "3", "depth": "2", "seed": "7", "p_noise": "0.12", "lr": "0.001"})
+    at.run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="toy_dataset").value == "moons"
+    assert at.sidebar.slider(key="toy_k_moons").value == 3
+    assert at.sidebar.slider(key="toy_depth").value == 2
+    assert at.sidebar.number_input(key="toy_seed").value == 7
+    assert at.sidebar.slider(key="toy_moons_noise").value == pytest.approx(0.12)
+    at.sidebar.slider(key="toy_depth").set_value(5).run()
+    q = dict(at.query_params)
+    assert q["ds"] in ("moons", ["moons"]) and str(q["depth"]).strip("[]'") == "5"
+
+
+def test_bad_link_values_are_named_and_skipped():
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"ds": "pinwheel", "k": "999", "depth": "abc", "p_wings": "3"})
+    at.run()
+    assert not at.exception
+    text = " ".join(w.value for w in at.warning)
+    assert "k='999'" in text and "depth='abc'" in text
+    assert at.sidebar.slider(key="toy_pinwheel_wings").value == 3

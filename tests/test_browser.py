@@ -114,3 +114,26 @@ def test_server_shutdown_ends_running_workers(browser):
         proc.wait(20)  # the server exits on SIGTERM although a worker is training
     # A worker sees its stdin close, stops cleanly and exits.
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=20)
+
+
+def test_shared_link_opens_the_same_experiment(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url + "/?ds=two+circles&k=2&labels=32&n=1088&p_noise=0.04")
+    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_text("Two rings, one inside the other").count() == 1  # the data set's caption
+
+    def slider_value(label):
+        return sidebar.get_by_role("group", name=label, exact=True).locator('input[type="range"]').input_value()
+
+    assert slider_value("labelled points per cluster") == "32" and slider_value("points") == "1088"
+    # Choosing a preset updates the link in the share box, ready to hand out.
+    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Pinwheel, 3 wings").click()
+    wait_until(lambda: page.get_by_text("three flows curl into three wings").count() == 1, timeout=15)
+    sidebar.get_by_text("Share this experiment").click()
+    link = wait_until(lambda: "p_wings=3" in (t := sidebar.locator('[data-testid="stCode"]').inner_text()) and t)
+    assert "ds=pinwheel" in link and link.startswith(url)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
