@@ -8,7 +8,7 @@ import streamlit as st
 
 import ui
 from vmonf import figures
-from vmonf.data import TOY_DATASETS
+from vmonf.data import TOY_DATASETS, parse_points_csv
 from vmonf.presets import (
     BATCH_CHOICES,
     DEFAULTS,
@@ -65,9 +65,11 @@ def apply_pending() -> None:
 
 def apply_shared_link() -> None:
     """Once per session: open the experiment that the URL's query parameters describe."""
-    if st.session_state.get("_toy_link_read") or "ds" not in st.query_params:
+    if st.session_state.get("_toy_link_read"):
         return
-    st.session_state["_toy_link_read"] = True
+    st.session_state["_toy_link_read"] = True  # only the link the session opened with, never our own writes
+    if "ds" not in st.query_params:
+        return
     settings, problems = from_query(st.query_params.to_dict(), PARAM_RANGES)
     if settings:
         st.session_state.update(widget_state(settings))
@@ -85,16 +87,42 @@ def devices() -> list[str]:
     return out
 
 
-def settings_ui() -> JobSpec:
-    """The sidebar: data, model and training settings, returned as one immutable JobSpec."""
+CSV = "your own CSV file"
+
+
+def csv_ui() -> tuple[list, list | None] | None:
+    """Upload and check a CSV of 2-D points; returns ``(points, labels)`` or None (with the reason shown)."""
+    upload = st.sidebar.file_uploader("CSV file", type=["csv", "txt"], key="toy_csv",
+                                      help="Two columns x, y (and optionally a third with integer labels); "
+                                           "a header row is fine. Up to 20,000 rows.")
+    if upload is None:
+        st.info("Upload a CSV of 2-D points in the sidebar: columns x, y and, if you know them, a label.", icon="👈")
+        return None
+    try:
+        x, y = parse_points_csv(upload.getvalue())
+    except ValueError as exc:
+        st.error(f"{upload.name} cannot be used: {exc}", icon="🚫")
+        return None
+    st.sidebar.caption(f"{len(x):,} points" + (f", {len(set(y.tolist()))} labelled classes" if y is not None else ""))
+    return x.tolist(), None if y is None else y.tolist()
+
+
+def settings_ui() -> JobSpec | None:
+    """The sidebar: data, model and training settings, returned as one immutable JobSpec (None: no data yet)."""
     sb = st.sidebar
     sb.selectbox("preset", ["custom"] + list(PRESETS), key="toy_preset", on_change=choose_preset,
                  help="The paper's experiments, one click each: sets the data, K, depth and training.")
     sb.header("Data")
-    name = sb.selectbox("data set", list(TOY_DATASETS), key="toy_dataset",
-                        help="A 2-D toy data set with known true clusters.")
-    sb.caption(TOY_DATASETS[name][1])
-    n = sb.slider("points", 200, 5000, 1000, 8, key="toy_n", help="How many points to generate.")
+    name = sb.selectbox("data set", [*TOY_DATASETS, CSV], key="toy_dataset",
+                        help="A 2-D toy data set with known true clusters, or your own points.")
+    own = csv_ui() if name == CSV else None
+    if name == CSV and own is None:
+        return None
+    if name != CSV:
+        sb.caption(TOY_DATASETS[name][1])
+        n = sb.slider("points", 200, 5000, 1000, 8, key="toy_n", help="How many points to generate.")
+    else:
+        n = len(own[0])
     params = {}
     for pname, label, lo, hi, default, step, helptext in TOY_PARAMS.get(name, []):
         params[pname] = sb.slider(label, lo, hi, default, step, key=f"toy_{name}_{pname}", help=helptext)
@@ -125,6 +153,10 @@ def settings_ui() -> JobSpec:
                           help="auto uses a GPU when there is one, otherwise the CPU.")
     settings = dict(dataset=name, n=int(n), data_seed=int(data_seed), params=params, k=k, depth=depth, hidden=hidden,
                     lr=lr, batch=batch, labels=labels, init=init, steps=steps, seed=int(seed))
+    if own is not None:
+        return JobSpec(dataset="csv", points=own[0], point_labels=own[1], n_components=k, device=device,
+                       model={"depth": depth, "hidden": hidden}, labelled_per_class=labels, max_steps=steps,
+                       train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init})
     query = to_query(settings)
     if st.query_params.to_dict() != query:
         # Best effort: Streamlit shows this in the address bar one interaction late (the browser sends
@@ -161,6 +193,8 @@ st.caption("Each colour is one component: a normalizing flow that bends a Gaussi
 apply_shared_link()
 apply_pending()
 spec = settings_ui()
+if spec is None:
+    st.stop()
 if problems := st.session_state.pop("toy_link_problems", None):
     st.warning("Some settings in the link were not valid and were left at their defaults: " + "; ".join(problems),
                icon="🔗")

@@ -172,3 +172,21 @@ def test_bad_link_values_are_named_and_skipped():
     text = " ".join(w.value for w in at.warning)
     assert "k='999'" in text and "depth='abc'" in text
     assert at.sidebar.slider(key="toy_pinwheel_wings").value == 3
+
+
+def test_own_csv_trains_and_bad_csv_is_explained(app):
+    from vmonf.data import make_toy
+
+    app.run()
+    app.sidebar.selectbox(key="toy_dataset").set_value("your own CSV file").run()
+    assert not app.exception and not any(b.label == "Start" for b in app.button)
+    app.sidebar.get("file_uploader")[0].set_value(("bad.csv", b"x,y\n1,2\n3,oops\n" * 10, "text/csv")).run()
+    assert any("cannot be used" in e.value and "not a number" in e.value for e in app.error)
+    x, y = make_toy("moons", 300, seed=0)
+    text = "x,y,label\n" + "\n".join(f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(x, y, strict=True))
+    app.sidebar.get("file_uploader")[0].set_value(("moons.csv", text.encode(), "text/csv")).run()
+    assert not app.error
+    app.sidebar.selectbox(key="toy_init").set_value("kmeans").run()
+    button(app, "Start").click().run()
+    wait_for_step(app, 1)
+    assert {"step"} <= {m.label for m in app.metric} and not app.exception

@@ -136,3 +136,35 @@ def test_cli_train_writes_checkpoint_and_metrics(tmp_path, capsys):
 def test_cli_user_error_is_a_message(tmp_path, capsys):
     assert main(["train", "--components", "0", "--steps", "1", "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def _csv(rows: list[str]) -> bytes:
+    return ("\n".join(rows) + "\n").encode()
+
+
+GOOD = [f"{i * 0.1},{(i % 7) * 0.3}" for i in range(30)]
+
+
+def test_csv_points_parse_with_header_and_labels():
+    x, y = data.parse_points_csv(_csv(["x,y"] + GOOD))
+    assert x.shape == (30, 2) and y is None
+    x, y = data.parse_points_csv(_csv([f"{r},{i % 3}" for i, r in enumerate(GOOD)]))
+    assert y.tolist()[:4] == [0, 1, 2, 0]
+
+
+@pytest.mark.parametrize("blob, match", [
+    (b"", "empty"),
+    (b"\xff\xfe\x00garbage", "not a text CSV"),
+    (_csv(GOOD[:3]), "at least 10"),
+    (_csv([r.split(",")[0] for r in GOOD]), "Expected 2 columns"),
+    (_csv(GOOD + ["1,2,3,4"]), "Row 31 has 4 columns"),
+    (_csv(GOOD[:5] + ["1,hello"] + GOOD[5:]), "Row 6, column 2: 'hello' is not a number"),
+    (_csv(GOOD + ["nan,1"]), "NaN or infinity"),
+    (_csv(GOOD + ["inf,1"]), "NaN or infinity"),
+    (_csv([f"{r},0.5" for r in GOOD]), "whole-number labels"),
+    (_csv(["1,2"] * 20_001), "at most 20,000"),
+    (b"1,2\n" * 2_000_000, "limit is 5 MB"),
+])
+def test_bad_csvs_get_their_messages(blob, match):
+    with pytest.raises(ValueError, match=match):
+        data.parse_points_csv(blob)

@@ -23,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO
 
+import numpy as np
+
 SNAPSHOT, EVENT, CHECKPOINT = b"S", b"E", b"C"
 
 
@@ -47,6 +49,8 @@ class JobSpec:
     snapshot_interval: float = 0.15  # seconds between snapshots while running (the live chart shows each)
     grid: int = 64  # density grid (2-D): 64x64 costs ~19 ms a frame at K=5, 80x80 ~27 ms, 100x100 ~48 ms
     val_fraction: float = 0.1  # held-out points for the validation curve and best state
+    points: list | None = None  # dataset "csv": the user's own 2-D points
+    point_labels: list | None = None  # ... and their labels, if the file had a label column
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -77,7 +81,7 @@ class Session:
     def __init__(self, spec: JobSpec, out: BinaryIO):
         import torch
 
-        from vmonf.data import load_dataset, pick_labels
+        from vmonf.data import Dataset, load_dataset, pick_labels
         from vmonf.model import ModelConfig
         from vmonf.snapshot import make_view
         from vmonf.train import TrainConfig, resolve_device, start_training
@@ -85,12 +89,19 @@ class Session:
         self.spec, self.out = spec, out
         torch.set_num_threads(max(1, spec.threads))
         self.device = resolve_device(spec.device)
-        data = load_dataset(spec.dataset, n=spec.n_samples, seed=spec.data_seed, pca=spec.pca, classes=spec.classes,
-                            toy_params=spec.toy_params, **spec.image_params)
-        x, y = data.x, data.y
+        if spec.dataset == "csv":
+            x = np.asarray(spec.points, dtype=np.float32).reshape(-1, 2)
+            y = None if spec.point_labels is None else np.asarray(spec.point_labels, dtype=np.int64)
+            data = Dataset("csv", x, y)
+        else:
+            data = load_dataset(spec.dataset, n=spec.n_samples, seed=spec.data_seed, pca=spec.pca,
+                                classes=spec.classes, toy_params=spec.toy_params, **spec.image_params)
+            x, y = data.x, data.y
+        if y is None and spec.labelled_per_class:
+            raise ValueError("Semi-supervised mode needs labels: add a third column with them to the CSV.")
         if spec.n_components > len(x):
             raise ValueError(f"K={spec.n_components} is more than the {len(x)} data points.")
-        labels = pick_labels(y, spec.labelled_per_class, spec.data_seed, spec.n_components)
+        labels = None if y is None else pick_labels(y, spec.labelled_per_class, spec.data_seed, spec.n_components)
         self.event("initializing", message="Choosing a starting point for the components...")
         result = start_training(x, labels, ModelConfig(spec.n_components, x.shape[1], **spec.model),
                                 TrainConfig(**spec.train), device=self.device, val_fraction=spec.val_fraction)
