@@ -31,13 +31,18 @@ st.markdown("The sum over $k$ is exact. Flows, $\\pi$ and $q$ are trained togeth
 job = ui.current_job("toy") or ui.current_job("images")
 snap = job.latest() if job else None
 st.subheader("In your current run")
-if snap is None:
+if snap is None or "val_expected_loglik" not in snap.meta:
     st.info("Start a run on the 2-D playground or the images page to see its numbers here.")
-else:
-    c1, c2, c3 = st.columns(3)
-    c1.metric("step", f"{snap.step:,}")
-    c2.metric("held-out ELBO", f"{snap.meta.get('val_elbo', float('nan')):.3f}")
-    c3.metric("held-out log p(x)", f"{snap.meta.get('val_loglik', float('nan')):.3f}")
-    gap = snap.meta.get("val_loglik", float("nan")) - snap.meta.get("val_elbo", float("nan"))
-    st.markdown(f"The gap log p(x) − ELBO, the KL from q to the true posterior, is **{gap:.4f}** nats per point "
-                "now; it shrinks as q learns.")
+    st.stop()
+m = snap.meta
+ell, elp, ent, elbo, logp = (m["val_expected_loglik"], m["val_expected_logprior"], m["val_entropy"], m["val_elbo"],
+                             m["val_loglik"])
+st.markdown(f"At step **{snap.step:,}**, averaged over the held-out points (nats per point):")
+st.latex(rf"""\underbrace{{{elbo:.3f}}}_{{\mathrm{{ELBO}}}}
+ = \underbrace{{{ell:.3f}}}_{{\mathbb{{E}}_q[\log p(x\mid c)]}}
+ + \underbrace{{({elp:.3f})}}_{{\mathbb{{E}}_q[\log \pi_c]}} + \underbrace{{{ent:.3f}}}_{{\mathrm{{H}}[q(c\mid x)]}}""")
+st.latex(rf"\log p(x) - \mathrm{{ELBO}} = {logp:.3f} - ({elbo:.3f}) = {logp - elbo:.4f}"
+         r" = \mathrm{KL}\big(q(c\mid x)\,\|\,p(c\mid x)\big)")
+steps, gap = snap.get("hist_step"), snap.get("hist_val_loglik") - snap.get("hist_elbo")
+st.caption("The gap during training: it shrinks as q(c|x) learns the true posterior p(c|x).")
+st.line_chart({"step": steps, "log p(x) − ELBO": gap}, x="step", y="log p(x) − ELBO", height=220)

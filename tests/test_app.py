@@ -92,10 +92,21 @@ def test_images_page_digits(app):
     assert not app.exception
 
 
-def test_how_it_works_renders(app):
+def test_how_it_works_renders_with_live_numbers(app):
     app.switch_page("pages/how_it_works.py").run()
     assert not app.exception
     assert len(app.get("latex")) >= 5
+    app.switch_page("pages/playground.py").run()
+    app.sidebar.slider(key="toy_n").set_value(300)
+    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
+    app.run()
+    button(app, "Start").click().run()
+    wait_for_step(app, 1)
+    app.switch_page("pages/how_it_works.py").run()
+    assert not app.exception
+    formulas = " ".join(x.proto.body for x in app.get("latex"))
+    assert "KL" in formulas and "underbrace" in formulas
+    app.switch_page("pages/playground.py").run()
 
 
 def test_replay_page_plays_and_exports_the_session_run(app):

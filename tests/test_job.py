@@ -94,3 +94,15 @@ def test_snapshot_round_trip_and_immutable():
     assert t.meta == s.meta and np.array_equal(t.get("z"), s.get("z"))
     with pytest.raises(ValueError):
         t.get("z")[0, 0] = 3
+
+
+def test_snapshot_elbo_decomposition_adds_up():
+    job = started()
+    try:
+        assert job.wait_for(lambda j: j.latest() is not None and j.latest().step >= 30, 60)
+        m = job.latest().meta
+    finally:
+        job.stop()
+    parts = m["val_expected_loglik"] + m["val_expected_logprior"] + m["val_entropy"]
+    assert parts == pytest.approx(m["val_elbo"], abs=1e-4)
+    assert m["val_loglik"] >= m["val_elbo"] - 1e-4  # the gap is a KL divergence, never negative

@@ -190,7 +190,8 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
     arrays.update(_history_arrays(history, model.config.n_components))
     if history:
         last = history[-1]
-        meta.update({key: last[key] for key in ("val_elbo", "val_loglik") if key in last})
+        meta.update({key: last[key] for key in ("val_elbo", "val_loglik", "val_expected_loglik",
+                                                "val_expected_logprior", "val_entropy") if key in last})
     model.train()
     return Snapshot.create(meta, arrays)
 

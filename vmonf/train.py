@@ -257,7 +257,8 @@ class Trainer:
             terms = model.elbo_terms(self.x_val)
             ll = model.log_prob(self.x_val)
             row.update(val_elbo=float(terms.elbo.mean()), val_loglik=float(ll.mean()),
-                       val_loglik_median=float(ll.median()))
+                       val_loglik_median=float(ll.median()), val_expected_loglik=float(terms.loglik.mean()),
+                       val_expected_logprior=float(terms.logprior.mean()), val_entropy=float(terms.entropy.mean()))
             if self.config.keep_best and row["val_loglik"] > self.best_val:
                 self.best_val, self.best_step = row["val_loglik"], self.step_count
                 self.best_state = copy.deepcopy(model.state_dict())
