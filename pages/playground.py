@@ -176,11 +176,12 @@ def render(job, snap) -> None:
     if snap is None:
         return
     comp = st.session_state.get("toy_view_comp", "mixture")
-    component = None if comp == "mixture" else int(comp.split()[-1]) - 1
+    background = {"posterior q(c|x)": "q", "true posterior p(c|x)": "p"}.get(comp, "density")
+    component = int(comp.split()[-1]) - 1 if comp.startswith("component") else None
     if component is not None and component >= len(snap.get("pi")):
         component = None
     fig = figures.density_spec(snap, component=component, show_samples=st.session_state.get("toy_samples", False),
-                               log_scale=st.session_state.get("toy_log", True))
+                               log_scale=st.session_state.get("toy_log", True), background=background)
     ui.live_figure(fig, key="toy_density")
     if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
         st.session_state["toy_curves_fig"] = figures.curves_spec(snap)
@@ -203,8 +204,10 @@ if preset is not None and all(st.session_state.get(k) == v for k, v in widget_st
     st.info(f"**{preset.title}.** {preset.watch}", icon="🎓")
 job = ui.controls(PAGE, spec)
 v1, v2, v3 = st.columns([2, 1, 1])
-v1.selectbox("show density of", ["mixture"] + [f"component {c + 1}" for c in range(spec.n_components)],
-             key="toy_view_comp", help="The whole mixture, or the density of one component flow alone.")
+v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
+             + [f"component {c + 1}" for c in range(spec.n_components)], key="toy_view_comp",
+             help="The mixture density; which cluster the network q(c|x) or the exact posterior p(c|x) gives each "
+                  "place (paler = less sure); or the density of one component flow alone.")
 v2.toggle("show samples", key="toy_samples", help="Crosses: points drawn from the model, coloured by component.")
 v3.toggle("log scale", value=True, key="toy_log", help="Log density shows the tails; linear shows the peaks.")
 if job is None:

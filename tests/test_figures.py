@@ -60,3 +60,12 @@ def test_packed_round_trips():
 def test_image_figures_need_image_snapshots(frames):
     with pytest.raises(ValueError, match="image"):
         figures.image_grid_figure(frames[0])
+
+
+@pytest.mark.parametrize("which", ["q", "p"])
+def test_posterior_views(frames, which):
+    fig = figures.density_figure(frames[1], background=which)
+    image = fig.layout.images[0]
+    assert image.source.startswith("data:image/png;base64,") and image.sizing == "stretch"
+    assert ("q(c|x)" if which == "q" else "p(c|x)") in fig.layout.title.text
+    assert frames[1].get(f"{which}_grid_assign").shape == frames[1].get("log_density").shape

@@ -66,11 +66,14 @@ def density_figure(snap: Snapshot, **kw) -> go.Figure:
 def density_spec(
     snap: Snapshot, *, component: int | None = None, show_points: bool = True, show_samples: bool = False,
     log_scale: bool = True, height: int = 520, title: str | None = None, zrange: tuple[float, float] | None = None,
+    background: str = "density",
 ) -> dict:
     """The mixture density (or one component's) as a heatmap, with points coloured by argmax q(c|x).
 
     Each point's opacity is its confidence max_c q(c|x). Labelled points are drawn as diamonds.
     ``zrange`` fixes the log-density colour range (a replay passes one range for all its frames).
+    ``background="q"`` or ``"p"`` paints the plane by the cluster of the variational posterior q(c|x)
+    or of the exact posterior p(c|x) instead, paler where it is less sure.
     """
     gx, gy = snap.get("grid_x"), snap.get("grid_y")
     if gx is None:
@@ -131,7 +134,31 @@ def density_spec(
         xaxis=dict(range=[float(gx[0]), float(gx[-1])], showgrid=False, zeroline=False),
         yaxis=dict(range=[float(gy[0]), float(gy[-1])], showgrid=False, zeroline=False, scaleanchor="x"),
     )
+    if background in ("q", "p"):
+        traces[0]["opacity"] = 0.0  # keep the heatmap for hover and axes; the picture shows the posterior
+        layout["images"] = [posterior_image(snap, background)]
+        layout["title"]["text"] = (title or _title(snap, "variational posterior q(c|x)" if background == "q"
+                                                   else "exact posterior p(c|x)"))
     return dict(data=traces, layout=layout)
+
+
+def posterior_image(snap: Snapshot, which: str) -> dict:
+    """The plane coloured by argmax of q(c|x) (``which="q"``) or p(c|x) (``"p"``), as a layout image."""
+    import io
+
+    from PIL import Image
+
+    assign, conf = snap.get(f"{which}_grid_assign"), snap.get(f"{which}_grid_conf")
+    k = max(len(snap.get("pi")), 1)
+    rgb = np.array([[int(color(c)[i:i + 2], 16) for i in (1, 3, 5)] for c in range(k)], dtype=np.float32)
+    w = np.clip((conf - 1 / k) / (1 - 1 / k + 1e-9), 0, 1)[..., None] * 0.55  # 1/k (unsure) -> white
+    pixels = (rgb[assign] * w + 255 * (1 - w)).astype(np.uint8)[::-1]  # image rows run top-down
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    gx, gy = snap.get("grid_x"), snap.get("grid_y")
+    return dict(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), xref="x", yref="y",
+                x=float(gx[0]), y=float(gy[-1]), sizex=float(gx[-1] - gx[0]), sizey=float(gy[-1] - gy[0]),
+                sizing="stretch", layer="below", xanchor="left", yanchor="top")
 
 
 def curves_figure(snap: Snapshot, **kw) -> go.Figure:

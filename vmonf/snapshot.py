@@ -27,7 +27,8 @@ class Snapshot:
 
     Common ``meta`` keys: step, steps_per_sec, elapsed, state, elbo, val_loglik, ari, nmi, accuracy.
     Common ``arrays``: hist_step, hist_elbo, hist_val_loglik, hist_pi (H, K), hist_ari, grid_x, grid_y,
-    log_density (G, G), comp_log_density (K, G, G), points (P, D), assign (P,), confidence (P,),
+    log_density (G, G), comp_log_density (K, G, G), q_grid_assign / q_grid_conf and p_grid_assign /
+    p_grid_conf (G, G: argmax and max of q(c|x) and of p(c|x)), points (P, D), assign (P,), confidence (P,),
     y_true (P,), labelled (P,), samples (S, D), sample_comp (S,), component_images (K, m, h, w),
     contingency (K, C), pi (K,).
     """
@@ -180,6 +181,13 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
                       log_density=log_mix.reshape(len(view.grid_y), g).cpu().numpy().astype(np.float32))
         if view.component_densities:
             arrays["comp_log_density"] = comp.T.reshape(-1, len(view.grid_y), g).cpu().numpy().astype(np.float32)
+        # The variational posterior q(c|x) and the exact one p(c|x) on the grid: cluster and confidence.
+        shape = (len(view.grid_y), g)
+        for name, probs in (("q", _chunked(lambda t: model.posterior_log_probs(t).exp(), grid)),
+                            ("p", torch.softmax(comp + model.log_pi, -1))):
+            conf, arg = probs.max(-1)
+            arrays[f"{name}_grid_assign"] = arg.reshape(shape).cpu().numpy().astype(np.int16)
+            arrays[f"{name}_grid_conf"] = conf.reshape(shape).cpu().numpy().astype(np.float32)
         s, c = model.sample(view.n_samples, generator=gen)
         arrays.update(samples=s.cpu().numpy().astype(np.float32), sample_comp=c.cpu().numpy().astype(np.int16))
     if view.to_images is not None:
