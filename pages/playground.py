@@ -4,6 +4,7 @@ import os
 import platform
 from urllib.parse import urlencode
 
+import numpy as np
 import streamlit as st
 
 import ui
@@ -188,6 +189,34 @@ def render(job, snap) -> None:
     ui.live_figure(st.session_state["toy_curves_fig"], key="toy_curves")
 
 
+def compare_ui(job) -> None:
+    """VMoNF's current state next to a full-covariance GMM fitted on the same points and split."""
+    snap = job.latest()
+    if snap is None or snap.get("grid_x") is None:
+        st.caption("Available once the run shows its first frame.")
+        return
+    if not st.button("Fit the Gaussian mixture", key="toy_gmm",
+                     help="Fits sklearn's GaussianMixture with the same K on the same training points (a second)."):
+        return
+    from vmonf.baselines import gmm_snapshot
+    from vmonf.data import make_toy
+
+    s = job.spec
+    if s.dataset == "csv":
+        x = np.asarray(s.points, dtype=np.float32)
+        y = None if s.point_labels is None else np.asarray(s.point_labels)
+    else:
+        x, y = make_toy(s.dataset, s.n_samples, seed=s.data_seed, **s.toy_params)
+    with st.spinner("Fitting the Gaussian mixture…"):
+        gmm = gmm_snapshot(x, y, s.n_components, snap, seed=s.train.get("seed", 0), val_fraction=s.val_fraction)
+    left, right = st.columns(2)
+    for col, name, shot in ((left, "VMoNF", snap), (right, "Gaussian mixture", gmm)):
+        m = shot.meta
+        col.markdown(f"**{name}** · held-out log-likelihood **{m.get('val_loglik', float('nan')):.3f}**"
+                     + (f" · ARI **{m['ari']:.3f}**" if "ari" in m else ""))
+        col.plotly_chart(figures.density_figure(shot, height=420, title=name), key=f"toy_cmp_{name}")
+
+
 st.title("2-D playground")
 st.caption("Each colour is one component: a normalizing flow that bends a Gaussian to fit its cluster. "
            "The grey background is the mixture density log p(x); faint points are ones the model is unsure about.")
@@ -214,6 +243,8 @@ if job is None:
     st.info("Choose a data set and settings in the sidebar, then press **Start**.", icon="👈")
 else:
     ui.live_panel(PAGE, render)
+    with st.expander("Compare with a Gaussian mixture (scikit-learn, same K)", icon="⚖️"):
+        compare_ui(job)
     if job.checkpoint:
         st.download_button("Download the trained model (.pt)", job.checkpoint, file_name=f"vmonf-{spec.dataset}.pt",
                            key="toy_download", help="A checkpoint that vmonf.VMoNF.load reads (no code inside).")

@@ -201,3 +201,17 @@ def test_own_csv_trains_and_bad_csv_is_explained(app):
     button(app, "Start").click().run()
     wait_for_step(app, 1)
     assert {"step"} <= {m.label for m in app.metric} and not app.exception
+
+
+def test_gmm_side_by_side(app):
+    app.run()
+    app.sidebar.slider(key="toy_n").set_value(400)
+    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
+    app.run()
+    button(app, "Start").click().run()
+    wait_for_step(app, 1)
+    button(app, "Fit the Gaussian mixture").click().run()
+    assert not app.exception
+    text = " ".join(m.value for m in app.markdown)
+    assert "**Gaussian mixture** · held-out log-likelihood" in text and "ARI" in text
+    assert len(app.get("plotly_chart")) == 2

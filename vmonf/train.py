@@ -316,6 +316,13 @@ def choose_start(make_trainer, x_np: np.ndarray, y_np: np.ndarray | None, k: int
     return FitResult(best, chosen, scores)
 
 
+def split_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices, as every front end splits (so baselines can use the same split)."""
+    n_val = int(val_fraction * n) if n >= 20 else 0
+    order = np.random.default_rng(seed).permutation(n)
+    return order[n_val:], order[:n_val]
+
+
 def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, config: TrainConfig, *,
                    device: torch.device, val_fraction: float = 0.1) -> FitResult:
     """Split off validation points, standardise, build the model and pick its start (:func:`choose_start`).
@@ -325,13 +332,9 @@ def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, confi
     """
     from vmonf.model import VMoNFModel
 
-    n = len(x)
-    rng = np.random.default_rng(config.seed)
-    n_val = int(val_fraction * n) if n >= 20 else 0
-    order = rng.permutation(n)
-    tr, va = order[n_val:], order[:n_val]
+    tr, va = split_indices(len(x), config.seed, val_fraction)
     xt = torch.as_tensor(x[tr], device=device)
-    xv = torch.as_tensor(x[va], device=device) if n_val else None
+    xv = torch.as_tensor(x[va], device=device) if len(va) else None
     lab = labels[tr] if labels is not None and (labels >= 0).any() else None
     yt = None if lab is None else torch.as_tensor(lab, device=device)
     shift = xt.mean(0)
