@@ -178,11 +178,13 @@ def render(job, snap) -> None:
         return
     comp = st.session_state.get("toy_view_comp", "mixture")
     background = {"posterior q(c|x)": "q", "true posterior p(c|x)": "p"}.get(comp, "density")
-    component = int(comp.split()[-1]) - 1 if comp.startswith("component") else None
+    component = int(comp.split()[-1]) - 1 if comp.startswith(("component", "flow warp")) else None
+    warp = component if comp.startswith("flow warp") else None
     if component is not None and component >= len(snap.get("pi")):
         component = None
     fig = figures.density_spec(snap, component=component, show_samples=st.session_state.get("toy_samples", False),
-                               log_scale=st.session_state.get("toy_log", True), background=background)
+                               log_scale=st.session_state.get("toy_log", True), background=background,
+                               warp=warp)
     ui.live_figure(fig, key="toy_density")
     if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
         st.session_state["toy_curves_fig"] = figures.curves_spec(snap)
@@ -234,9 +236,11 @@ if preset is not None and all(st.session_state.get(k) == v for k, v in widget_st
 job = ui.controls(PAGE, spec)
 v1, v2, v3 = st.columns([2, 1, 1])
 v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
-             + [f"component {c + 1}" for c in range(spec.n_components)], key="toy_view_comp",
+             + [f"component {c + 1}" for c in range(spec.n_components)]
+             + [f"flow warp of component {c + 1}" for c in range(spec.n_components)], key="toy_view_comp",
              help="The mixture density; which cluster the network q(c|x) or the exact posterior p(c|x) gives each "
-                  "place (paler = less sure); or the density of one component flow alone.")
+                  "place (paler = less sure); the density of one component flow alone; or how that flow bends "
+                  "a square grid of its Gaussian base space.")
 v2.toggle("show samples", key="toy_samples", help="Crosses: points drawn from the model, coloured by component.")
 v3.toggle("log scale", value=True, key="toy_log", help="Log density shows the tails; linear shows the peaks.")
 if job is None:

@@ -69,3 +69,21 @@ def test_posterior_views(frames, which):
     assert image.source.startswith("data:image/png;base64,") and image.sizing == "stretch"
     assert ("q(c|x)" if which == "q" else "p(c|x)") in fig.layout.title.text
     assert frames[1].get(f"{which}_grid_assign").shape == frames[1].get("log_density").shape
+
+
+def test_flow_warp_lines_follow_the_flow(frames):
+    warp = frames[1].get("warp")
+    assert warp.shape[0] == 2 and warp.shape[-1] == 2 and np.isfinite(warp).all()
+    fig = figures.density_figure(frames[1], component=1, warp=1)
+    assert any(t.name and "warps a square grid" in t.name for t in fig.data)
+
+
+def test_warp_is_the_inverse_flow():
+    from vmonf.snapshot import _warp_lines
+
+    model = VMoNFModel(ModelConfig(2, 2, depth=2, hidden=8))
+    model.set_standardization(torch.tensor([1.0, -1.0]), torch.tensor([2.0, 0.5]))
+    lines = _warp_lines(model, n_lines=3, n_points=4)  # identity flows: just the standardisation undone
+    z = torch.linspace(-2.5, 2.5, 4)
+    torch.testing.assert_close(lines[0, 0, :, 0], z * 2.0 + 1.0)
+    torch.testing.assert_close(lines[1, 0, :, 1], torch.full((4,), -2.5 * 0.5 - 1.0))

@@ -66,14 +66,15 @@ def density_figure(snap: Snapshot, **kw) -> go.Figure:
 def density_spec(
     snap: Snapshot, *, component: int | None = None, show_points: bool = True, show_samples: bool = False,
     log_scale: bool = True, height: int = 520, title: str | None = None, zrange: tuple[float, float] | None = None,
-    background: str = "density",
+    background: str = "density", warp: int | None = None,
 ) -> dict:
     """The mixture density (or one component's) as a heatmap, with points coloured by argmax q(c|x).
 
     Each point's opacity is its confidence max_c q(c|x). Labelled points are drawn as diamonds.
     ``zrange`` fixes the log-density colour range (a replay passes one range for all its frames).
     ``background="q"`` or ``"p"`` paints the plane by the cluster of the variational posterior q(c|x)
-    or of the exact posterior p(c|x) instead, paler where it is less sure.
+    or of the exact posterior p(c|x) instead, paler where it is less sure. ``warp=k`` draws a square
+    grid of the base space as component k's flow bends it into data space.
     """
     gx, gy = snap.get("grid_x"), snap.get("grid_y")
     if gx is None:
@@ -134,6 +135,13 @@ def density_spec(
         xaxis=dict(range=[float(gx[0]), float(gx[-1])], showgrid=False, zeroline=False),
         yaxis=dict(range=[float(gy[0]), float(gy[-1])], showgrid=False, zeroline=False, scaleanchor="x"),
     )
+    if warp is not None and snap.get("warp") is not None:
+        lines = snap.get("warp")[warp]  # (lines, points, 2)
+        gap = np.full((len(lines), 1, 2), np.nan, dtype=np.float32)
+        path = np.concatenate([lines, gap], 1).reshape(-1, 2)  # NaN breaks the line between grid lines
+        traces.append(dict(type="scatter", mode="lines", x=packed(path[:, 0]), y=packed(path[:, 1]),
+                           name=f"flow {warp + 1} warps a square grid", hoverinfo="skip",
+                           line=dict(color=color(warp), width=1.2), connectgaps=False))
     if background in ("q", "p"):
         traces[0]["opacity"] = 0.0  # keep the heatmap for hover and axes; the picture shows the posterior
         layout["images"] = [posterior_image(snap, background)]

@@ -28,7 +28,8 @@ class Snapshot:
     Common ``meta`` keys: step, steps_per_sec, elapsed, state, elbo, val_loglik, ari, nmi, accuracy.
     Common ``arrays``: hist_step, hist_elbo, hist_val_loglik, hist_pi (H, K), hist_ari, grid_x, grid_y,
     log_density (G, G), comp_log_density (K, G, G), q_grid_assign / q_grid_conf and p_grid_assign /
-    p_grid_conf (G, G: argmax and max of q(c|x) and of p(c|x)), points (P, D), assign (P,), confidence (P,),
+    p_grid_conf (G, G: argmax and max of q(c|x) and of p(c|x)), warp (K, lines, points, 2: a base-space
+    grid pushed through each flow), points (P, D), assign (P,), confidence (P,),
     y_true (P,), labelled (P,), samples (S, D), sample_comp (S,), component_images (K, m, h, w),
     contingency (K, C), pi (K,).
     """
@@ -188,6 +189,7 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
             conf, arg = probs.max(-1)
             arrays[f"{name}_grid_assign"] = arg.reshape(shape).cpu().numpy().astype(np.int16)
             arrays[f"{name}_grid_conf"] = conf.reshape(shape).cpu().numpy().astype(np.float32)
+        arrays["warp"] = _warp_lines(model).cpu().numpy().astype(np.float32)
         s, c = model.sample(view.n_samples, generator=gen)
         arrays.update(samples=s.cpu().numpy().astype(np.float32), sample_comp=c.cpu().numpy().astype(np.int16))
     if view.to_images is not None:
@@ -202,6 +204,24 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
                                                 "val_expected_logprior", "val_entropy") if key in last})
     model.train()
     return Snapshot.create(meta, arrays)
+
+
+def _warp_lines(model: VMoNFModel, n_lines: int = 13, n_points: int = 40, extent: float = 2.5) -> torch.Tensor:
+    """A square grid of lines in the base space, pushed through every component's flow to data space.
+
+    Returns ``(K, 2 * n_lines, n_points, 2)``: for component k, the images of the horizontal and the
+    vertical lines of the grid ``[-extent, extent]^2``. Shows students how each flow bends space.
+    """
+    import torch
+
+    ticks = torch.linspace(-extent, extent, n_lines, device=model.shift.device)
+    along = torch.linspace(-extent, extent, n_points, device=model.shift.device)
+    horiz = torch.stack([along.expand(n_lines, -1), ticks[:, None].expand(-1, n_points)], -1)
+    lines = torch.cat([horiz, horiz.flip(-1)])  # (2L, P, 2): horizontal, then vertical lines
+    k = model.config.n_components
+    z = lines.reshape(1, -1, 2).expand(k, -1, -1).contiguous()
+    x, _ = model.flows.inverse(z)
+    return (x * model.scale + model.shift).reshape(k, *lines.shape)
 
 
 def _history_arrays(history: list[dict], k: int) -> dict[str, np.ndarray]:
