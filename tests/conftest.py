@@ -10,3 +10,12 @@ torch.set_num_threads(1)  # small models run much faster on one thread on 2-core
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test():
+    yield
+    from vmonf.job import live_jobs
+
+    for job in live_jobs():
+        job.stop(timeout=10)

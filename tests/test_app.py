@@ -31,15 +31,20 @@ def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+def reset_runs(at: AppTest) -> None:
+    """AppTest instances share one session: drop this test's runs so the next test starts clean."""
+    for page in ("pages/playground.py", "pages/images.py"):
+        at.switch_page(page).run()
+        for b in at.button:
+            if b.label == "Reset" and not b.disabled:
+                b.click().run()
+
+
 @pytest.fixture
 def app():
     at = AppTest.from_file(APP, default_timeout=60)
     yield at
-    # Reset every page's run so no worker outlives the test.
-    for label in ("Reset",):
-        for b in at.button:
-            if b.label == label and not b.disabled:
-                b.click().run()
+    reset_runs(at)
 
 
 def test_playground_trains_pauses_and_keeps_the_model(app):
@@ -157,7 +162,7 @@ def test_every_preset_trains(title):
         wait_for_step(at, 1, timeout=90)
         assert not at.exception and not at.error
     finally:
-        button(at, "Reset").click().run()
+        reset_runs(at)
 
 
 def test_shared_link_round_trips_the_settings():

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from vmonf.snapshot import Recording, Snapshot
@@ -21,6 +22,12 @@ from vmonf.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 #: Trainings that may run at once in this server process (each one is a worker process).
 MAX_CONCURRENT_JOBS = int(os.environ.get("VMONF_MAX_JOBS", "4"))
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT_JOBS)
+_live: weakref.WeakSet[TrainingJob] = weakref.WeakSet()  # started and holding a slot
+
+
+def live_jobs() -> list[TrainingJob]:
+    """Jobs of this process that hold a training slot (for shutdown hooks and tests)."""
+    return list(_live)
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -59,6 +66,7 @@ class TrainingJob:
                 raise BusyError(f"All {MAX_CONCURRENT_JOBS} training slots on this server are busy. "
                                 "Try again in a moment, when another run has stopped.")
             self._has_slot = True
+            _live.add(self)
             self.state = "starting"
             env = {**os.environ, "OMP_NUM_THREADS": str(self.spec.threads), "PYTHONPATH": os.pathsep.join(
                 p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
@@ -116,6 +124,7 @@ class TrainingJob:
         with self._lock:
             if self._has_slot:
                 self._has_slot = False
+                _live.discard(self)
                 _slots.release()
 
     # -- status -----------------------------------------------------------------------------------
