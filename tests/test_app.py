@@ -31,6 +31,16 @@ def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+def start_small_run(at: AppTest, n: int = 300) -> int:
+    """Start a quick playground run (few points, k-means start) and wait for its first frame."""
+    at.run()
+    at.sidebar.slider(key="toy_n").set_value(n)
+    at.sidebar.selectbox(key="toy_init").set_value("kmeans")
+    at.run()
+    button(at, "Start").click().run()
+    return wait_for_step(at, 1)
+
+
 def reset_runs(at: AppTest) -> None:
     """AppTest instances share one session: drop this test's runs so the next test starts clean."""
     for page in ("pages/playground.py", "pages/images.py"):
@@ -74,12 +84,7 @@ def test_playground_trains_pauses_and_keeps_the_model(app):
 
 
 def test_changed_settings_ask_before_discarding(app):
-    app.run()
-    app.sidebar.slider(key="toy_n").set_value(300)
-    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
-    app.run()
-    button(app, "Start").click().run()
-    wait_for_step(app, 1)
+    start_small_run(app)
     app.sidebar.slider(key="toy_depth").set_value(2)
     app.run()
     assert any("throws the trained run away" in w.value for w in app.warning)
@@ -115,12 +120,7 @@ def test_how_it_works_renders_with_live_numbers(app):
 
 
 def test_replay_page_plays_and_exports_the_session_run(app):
-    app.run()
-    app.sidebar.slider(key="toy_n").set_value(300)
-    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
-    app.run()
-    button(app, "Start").click().run()
-    wait_for_step(app, 1)
+    start_small_run(app)
     time.sleep(1.0)
     button(app, "Stop").click().run()
     app.switch_page("pages/replay.py").run()
@@ -209,12 +209,7 @@ def test_own_csv_trains_and_bad_csv_is_explained(app):
 
 
 def test_gmm_side_by_side(app):
-    app.run()
-    app.sidebar.slider(key="toy_n").set_value(400)
-    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
-    app.run()
-    button(app, "Start").click().run()
-    wait_for_step(app, 1)
+    start_small_run(app, 400)
     button(app, "Fit the Gaussian mixture").click().run()
     assert not app.exception
     text = " ".join(m.value for m in app.markdown)
