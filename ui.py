@@ -15,7 +15,7 @@ import plotly
 import plotly.graph_objects as go
 import streamlit as st
 
-from vmonf.job import BusyError, TrainingJob
+from vmonf.job import BusyError, TrainingJob, stop_all
 from vmonf.snapshot import Snapshot
 from vmonf.worker import JobSpec
 
@@ -105,8 +105,7 @@ class SessionRuns:
         self.jobs: dict[str, TrainingJob] = {}
 
     def close(self) -> None:
-        for job in self.jobs.values():
-            job.stop(timeout=5)
+        stop_all(list(self.jobs.values()), timeout=5)
 
 
 @st.cache_resource(scope="session", on_release=lambda runs: runs.close(), show_spinner=False)

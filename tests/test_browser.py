@@ -41,12 +41,18 @@ def click(page, name):
     page.get_by_role("button", name=name, exact=True).click()
 
 
-def test_trains_live_updates_and_pauses(server, browser):
-    url, _ = server
+def open_and_start(browser, url):
+    """Open the app in a new tab and press Start on the default run."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
     page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
     click(page, "Start")
+    return page
+
+
+def test_trains_live_updates_and_pauses(server, browser):
+    url, _ = server
+    page = open_and_start(browser, url)
     first = wait_until(lambda: step_counter(page), timeout=90)
     u0 = wait_until(lambda: live_updates(page) and live_updates(page)[0][0] >= 1 and live_updates(page))
     time.sleep(3)
@@ -80,10 +86,7 @@ def test_closing_the_tab_ends_the_training(server, browser):
 
 def test_replay_plays_in_the_browser(server, browser):
     url, _ = server
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
-    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
-    click(page, "Start")
+    page = open_and_start(browser, url)
     wait_until(lambda: (step_counter(page) or 0) > 300, timeout=120)
     click(page, "Stop")
     page.get_by_role("link", name="Replay and export").click()  # same session: its run is there

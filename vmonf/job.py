@@ -7,6 +7,7 @@ a few status fields, and a lock.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -28,6 +29,22 @@ _live: weakref.WeakSet[TrainingJob] = weakref.WeakSet()  # started and holding a
 def live_jobs() -> list[TrainingJob]:
     """Jobs of this process that hold a training slot (for shutdown hooks and tests)."""
     return list(_live)
+
+
+def stop_all(jobs: list[TrainingJob] | None = None, timeout: float = 5.0) -> None:
+    """Stop several jobs in parallel: all are asked at once, then each gets what is left of ``timeout``."""
+    jobs = live_jobs() if jobs is None else jobs
+    for job in jobs:
+        job.request_stop()
+    end = time.monotonic() + timeout
+    for job in jobs:
+        job.stop(timeout=max(0.5, end - time.monotonic()))
+
+
+@atexit.register
+def _stop_workers_at_exit() -> None:
+    """When the server exits (SIGTERM included), its training workers stop too, within a few seconds."""
+    stop_all(timeout=3.0)
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -103,14 +120,18 @@ class TrainingJob:
             self.state = "stepping"
         self._send({"cmd": "step", "n": int(n)})
 
+    def request_stop(self) -> None:
+        """Ask the worker to finish (it sends its checkpoint, then exits); returns at once."""
+        if self.alive:
+            self.state = "stopping"
+        self._send({"cmd": "stop"})
+
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the worker to finish, wait for its checkpoint, then make sure it has exited."""
         proc = self._proc
         if proc is None:
             return
-        if self.alive:
-            self.state = "stopping"
-        self._send({"cmd": "stop"})
+        self.request_stop()
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
