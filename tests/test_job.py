@@ -106,3 +106,13 @@ def test_snapshot_elbo_decomposition_adds_up():
     parts = m["val_expected_loglik"] + m["val_expected_logprior"] + m["val_entropy"]
     assert parts == pytest.approx(m["val_elbo"], abs=1e-4)
     assert m["val_loglik"] >= m["val_elbo"] - 1e-4  # the gap is a KL divergence, never negative
+
+
+def test_worker_curves_stay_bounded():
+    from vmonf.worker import MAX_HISTORY, append_bounded
+
+    history: list[dict] = []
+    for step in range(1, 5001):
+        history = append_bounded(history, {"step": step})
+    steps = [r["step"] for r in history]
+    assert len(steps) <= MAX_HISTORY and steps[0] == 1 and steps[-1] == 5000 and steps == sorted(steps)
