@@ -76,11 +76,12 @@ def train(args: argparse.Namespace) -> dict:
     def on_progress(trainer) -> None:
         step = trainer.step_count
         if view is not None and step % args.record_every < trainer.config.eval_every:
-            history.append(trainer.evaluate())
+            last = trainer.history[-1] if trainer.history else None
+            history.append(last if last is not None and last["step"] == step else trainer.evaluate())
             recording.append(take_snapshot(trainer.model, view, history, {"step": step}, seed=args.seed))
         if step % report_every < trainer.config.eval_every:
             row = trainer.history[-1] if trainer.history else {}
-            print(f"step {step:6d}/{args.steps}  loss {trainer._last_loss:9.3f}  "
+            print(f"step {step:6d}/{args.steps}  loss {trainer.last_loss:9.3f}  "
                   f"val log-lik {row.get('val_loglik', float('nan')):9.3f}", flush=True)
 
     t0 = time.perf_counter()

@@ -24,6 +24,7 @@ from vmonf.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 MAX_CONCURRENT_JOBS = int(os.environ.get("VMONF_MAX_JOBS", "4"))
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT_JOBS)
 _live: weakref.WeakSet[TrainingJob] = weakref.WeakSet()  # started and holding a slot
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def live_jobs() -> list[TrainingJob]:
@@ -45,7 +46,6 @@ def stop_all(jobs: list[TrainingJob] | None = None, timeout: float = 5.0) -> Non
 def _stop_workers_at_exit() -> None:
     """When the server exits (SIGTERM included), its training workers stop too, within a few seconds."""
     stop_all(timeout=3.0)
-_ROOT = Path(__file__).resolve().parent.parent
 
 
 class BusyError(RuntimeError):

@@ -7,7 +7,7 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -50,8 +50,8 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr}.")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
-        if self.init not in ("auto", "kmeans", "gmm", "spectral", "ward", "labels", "random"):
-            raise ValueError(f"init must be auto, kmeans, gmm, spectral, ward, labels or random; got {self.init!r}.")
+        if self.init not in get_args(InitMethod):
+            raise ValueError(f"init must be one of {', '.join(get_args(InitMethod))}; got {self.init!r}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,7 +155,7 @@ class Trainer:
         self.best_state: dict | None = None
         self.best_step = 0
         self.train_seconds = 0.0
-        self._last_loss = math.nan
+        self.last_loss = math.nan
         self._good_state = self._copy_state()
 
     # -- state ------------------------------------------------------------------------------------
@@ -233,13 +233,13 @@ class Trainer:
             )
         self.optimizer.step()
         self.step_count += 1
-        self._last_loss = float(loss.detach())
+        self.last_loss = float(loss.detach())
         if self.step_count % self.config.rollback_every == 0:
             self._good_state = self._copy_state()
         if self.x_val is not None and self.step_count % self.config.eval_every == 0:
             self.evaluate()
         self.train_seconds += time.perf_counter() - t0
-        return self._last_loss
+        return self.last_loss
 
     def run(self, n_steps: int) -> Trainer:
         """Take ``n_steps`` steps."""
@@ -251,7 +251,7 @@ class Trainer:
     def evaluate(self) -> dict:
         """Append a history row: training ELBO on a batch, validation ELBO and log-likelihood, pi."""
         model = self.model
-        row = {"step": self.step_count, "loss": self._last_loss, "pi": model.log_pi.exp().cpu().tolist(),
+        row = {"step": self.step_count, "loss": self.last_loss, "pi": model.log_pi.exp().cpu().tolist(),
                "temperature": self.temperature(), "seconds": self.train_seconds}
         if self.x_val is not None:
             terms = model.elbo_terms(self.x_val)
@@ -330,8 +330,6 @@ def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, confi
     The one way every front end (estimator, app worker, CLI) sets up training. ``labels`` holds ``-1``
     for unlabelled points, or is ``None``. The split and the model initialisation follow ``config.seed``.
     """
-    from vmonf.model import VMoNFModel
-
     tr, va = split_indices(len(x), config.seed, val_fraction)
     xt = torch.as_tensor(x[tr], device=device)
     xv = torch.as_tensor(x[va], device=device) if len(va) else None
