@@ -15,7 +15,7 @@ import plotly
 import plotly.graph_objects as go
 import streamlit as st
 
-from vmonf.job import BusyError, TrainingJob, stop_all
+from vmonf.job import BusyError, TrainingJob, live_jobs, stop_all
 from vmonf.snapshot import Snapshot
 from vmonf.worker import JobSpec
 
@@ -73,18 +73,33 @@ export default function (component) {
     el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
     el.dataset.updates = String(Number(el.dataset.updates) + 1);
     el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");
+    el.dataset.run = JSON.stringify(fig.layout.meta || {});  // which run it shows (tests check isolation)
   });
 }
 """
 _live_component = st.components.v2.component("vmonf_live_plot", js=_LIVE_JS, isolate_styles=False)
 
 
-def live_figure(fig: go.Figure | dict, *, key: str) -> None:
-    """Show ``fig`` (a figure or a ``vmonf.figures`` spec dict) in a chart that updates in place."""
-    if isinstance(fig, go.Figure):
-        payload, height = fig.to_json(), fig.layout.height
+def live_figure(fig: go.Figure | dict | Callable[[], dict], *, key: str, token: tuple | None = None) -> None:
+    """Show ``fig`` (a figure, a ``vmonf.figures`` spec dict, or a function making one) in a chart that
+    updates in place.
+
+    With a ``token`` (e.g. the snapshot and the view options), a function is only called again when the
+    token changes; otherwise the last payload is re-sent. The live panel re-runs several times per new
+    snapshot, and with 8 sessions training the server spent most of its time redrawing unchanged figures.
+    """
+    memo = st.session_state.get(f"_live_{key}")
+    if token is not None and memo is not None and memo[0] == token:
+        payload, height = memo[1], memo[2]
     else:
-        payload, height = json.dumps(fig, allow_nan=False, default=float), fig["layout"].get("height")
+        if callable(fig):
+            fig = fig()
+        if isinstance(fig, go.Figure):
+            payload, height = fig.to_json(), fig.layout.height
+        else:
+            payload, height = json.dumps(fig, allow_nan=False, default=float), fig["layout"].get("height")
+        if token is not None:
+            st.session_state[f"_live_{key}"] = (token, payload, height)
     _live_component(data=payload, key=key, height=int(height or 450))
 
 
@@ -191,14 +206,27 @@ def status_line(job: TrainingJob, snap: Snapshot | None) -> None:
         st.info("Preparing the run: loading data and choosing a starting point for each component…", icon="⏳")
 
 
+def refresh_interval(job: TrainingJob, every: float = 0.15) -> float:
+    """Seconds between live-panel runs: ``every``, stretched when many runs train on this server, and
+    never much shorter than the time between the job's snapshots (at most 2 s).
+
+    Each session's panel run costs the server ~20-40 ms and the browser about as much; at 0.15 s for
+    8 sessions the server alone needed more than the one core its GIL allows, and every page lagged.
+    At ``0.075 s x live runs`` the server's total stays near 13 runs a second. A loaded worker sends a
+    snapshot every few seconds, so running the panel more often only redraws the same frame.
+    """
+    return min(2.0, max(every, 0.075 * len(live_jobs()), 0.8 * job.snapshot_interval))
+
+
 def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None], every: float = 0.15) -> None:
-    """Re-run ``render(job, snapshot)`` every ``every`` seconds while the page's job trains."""
+    """Re-run ``render(job, snapshot)`` about every ``every`` seconds while the page's job trains."""
     job = current_job(page)
     if job is None:
         return
     drawn_state = job.state
+    interval = refresh_interval(job, every)
 
-    @st.fragment(run_every=every if drawn_state in ACTIVE_STATES else None)
+    @st.fragment(run_every=interval if drawn_state in ACTIVE_STATES else None)
     def panel() -> None:
         j = current_job(page)
         if j is None:
@@ -206,5 +234,7 @@ def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None]
         render(j, j.latest())
         if j.state != drawn_state:
             st.rerun()  # e.g. the run started, paused, finished or failed: redraw the controls to match
+        if not 0.5 < refresh_interval(j, every) / interval < 2:
+            st.rerun()  # the load changed a lot: a full run sets the new interval (only it can)
 
     panel()

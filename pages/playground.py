@@ -131,8 +131,11 @@ def settings_ui() -> JobSpec | None:
                                 help="Same seed, same points: share it to reproduce a run.")
     true_k = int(params.get(TRUE_K.get(name, ""), 2 if name in ("two circles", "moons", "banana") else 4))
     sb.header("Model")
-    k = sb.slider("components K", 1, 12, min(true_k, 12), key=f"toy_k_{name}",
-                  help="How many flows (clusters) the mixture has.")
+    max_k = min(12, n)  # never more components than points
+    if st.session_state.get(f"toy_k_{name}", 0) > max_k:  # e.g. a smaller CSV replaced a bigger one
+        st.session_state[f"toy_k_{name}"] = max_k
+    k = sb.slider("components K", 1, max_k, min(true_k, max_k), key=f"toy_k_{name}",
+                  help="How many flows (clusters) the mixture has (at most one per data point).")
     depth = sb.slider("flow depth", 1, 10, 4, key="toy_depth",
                       help="Coupling layers per component flow: deeper flows can bend more.")
     hidden = sb.select_slider("hidden width", HIDDEN_CHOICES, 64, key="toy_hidden",
@@ -182,10 +185,10 @@ def render(job, snap) -> None:
     warp = component if comp.startswith("flow warp") else None
     if component is not None and component >= len(snap.get("pi")):
         component = None
-    fig = figures.density_spec(snap, component=component, show_samples=st.session_state.get("toy_samples", False),
-                               log_scale=st.session_state.get("toy_log", True), background=background,
-                               warp=warp)
-    ui.live_figure(fig, key="toy_density")
+    options = dict(component=component, show_samples=st.session_state.get("toy_samples", False),
+                   log_scale=st.session_state.get("toy_log", True), background=background, warp=warp)
+    ui.live_figure(lambda: figures.density_spec(snap, **options), key="toy_density",
+                   token=(snap, tuple(options.items())))
     if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
         st.session_state["toy_curves_fig"] = figures.curves_spec(snap)
     ui.live_figure(st.session_state["toy_curves_fig"], key="toy_curves")

@@ -6,11 +6,28 @@ import streamlit as st
 
 import ui
 from vmonf import export as ex
-from vmonf.runfile import Run, load_run, run_bytes
+from vmonf.runfile import Run, check_checkpoint, load_run, run_bytes
 
 st.title("Replay and export")
 st.caption("Every run records its frames as it trains. Play one back here, then take it to your slides: "
            "a standalone HTML page, a GIF, an MP4, or PNG frames with a LaTeX Beamer snippet.")
+
+
+@st.cache_data(max_entries=8, show_spinner="Checking the model (it is loaded as plain weights, never as code)…")
+def checked(data: bytes) -> dict:
+    return check_checkpoint(data)
+
+
+def model_summary(data: bytes, what: str) -> None:
+    """Check a checkpoint in a separate process and say what it holds, or why it was refused."""
+    info = checked(data)
+    if not info["ok"]:
+        st.error(f"Refused {what}: {info['message']}", icon="🚫")
+        return
+    c = info["config"]
+    st.success(f"Checked {what}: K={c['n_components']} {c['flow']} flows of depth {c['depth']} on {c['dim']}-D data, "
+               f"{info['parameters']:,} parameters" + (f", trained {info['step']:,} steps" if info.get("step") else "")
+               + ".", icon="✅")
 
 
 def session_run() -> Run | None:
@@ -28,13 +45,21 @@ if source.startswith("this"):
     if run is None:
         st.info("No run yet in this session. Train one on the 2-D playground, or load a saved run file.", icon="👈")
 else:
-    upload = st.file_uploader("run file (.vmonf)", type=["vmonf"], key="replay_upload",
-                              help="Written by 'Save this run' in the app or by `python -m vmonf train`.")
-    if upload is not None:
+    upload = st.file_uploader("run file (.vmonf) or model checkpoint (.pt)", type=["vmonf", "pt"], key="replay_upload",
+                              help="A run file is written by 'Save this run' in the app or by `python -m vmonf train`; "
+                                   "a .pt checkpoint by 'Download the trained model'.")
+    if upload is not None and upload.name.lower().endswith(".pt"):
+        model_summary(upload.getvalue(), upload.name)
+        st.info("A checkpoint holds a trained model but no recorded frames, so there is nothing to replay. "
+                "Load it in Python with `vmonf.VMoNF.load(path)`.", icon="ℹ️")
+    elif upload is not None:
         try:
             run = load_run(upload.getvalue())
         except ValueError as exc:
             st.error(f"Could not open {upload.name}: {exc}", icon="🚫")
+        else:
+            if run.checkpoint is not None:
+                model_summary(run.checkpoint, f"the model in {upload.name}")
 if run is None:
     st.stop()
 if run.frames[0].get("grid_x") is None:

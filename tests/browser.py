@@ -86,3 +86,69 @@ def step_counter(page) -> int | None:
     if not text or not text.strip().replace(",", "").isdigit():
         return None
     return int(text.strip().replace(",", ""))
+
+
+# -- many sessions at once (tests/test_browser.py and bench/load.py) ------------------------------------
+#: Distinct experiments, one per session, so each page can check it shows its own run: (data set, K).
+SESSION_RUNS = [("pinwheel", 3), ("two circles", 2), ("moons", 4), ("gaussian mixture", 5), ("spirals", 6),
+                ("banana", 7), ("checkerboard", 8), ("pinwheel", 9), ("moons", 10), ("spirals", 11)]
+
+
+def run_meta(page) -> dict:
+    """What the density chart last drew: ``{"step", "dataset", "k"}`` ({} before the first frame)."""
+    text = page.evaluate("(() => { const e = document.querySelector('.vmonf-live'); "
+                         "return e ? (e.dataset.run || '{}') : '{}'; })()")
+    import json
+
+    return json.loads(text)
+
+
+def metric(page, label: str) -> str | None:
+    """The text of the metric called ``label``."""
+    return page.evaluate(
+        "(label) => { for (const m of document.querySelectorAll('[data-testid=\"stMetric\"]')) {"
+        "  const l = m.querySelector('[data-testid=\"stMetricLabel\"]');"
+        "  if (l && l.innerText.trim() === label) return m.querySelector('[data-testid=\"stMetricValue\"]').innerText;"
+        "} return null; }", label)
+
+
+def poll(fn, timeout: float, every: float = 0.1):
+    """Call ``fn`` until it returns something truthy; that value, or None after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if value := fn():
+            return value
+        time.sleep(every)
+    return None
+
+
+def open_sessions(browser, url: str, n: int, points: int = 400, first: int = 0) -> list:
+    """Open ``n`` separate browser sessions (contexts), session i on experiment ``SESSION_RUNS[i]``
+    (``i`` from ``first``), and press Start in all of them."""
+    pages = []
+    for i in range(first, first + n):
+        ds, k = SESSION_RUNS[i % len(SESSION_RUNS)]
+        ctx = browser.new_context(viewport={"width": 1300, "height": 950})
+        page = ctx.new_page()
+        page.goto(f"{url}/?ds={ds.replace(' ', '+')}&k={k}&n={points}&init=kmeans&seed={i}")
+        page.get_by_role("button", name="Start", exact=True).wait_for(timeout=60_000)
+        pages.append(page)
+    for page in pages:  # press Start on all of them as close together as possible
+        page.get_by_role("button", name="Start", exact=True).click()
+    return pages
+
+
+def load_figures(pages, window: float = 10.0) -> list[dict]:
+    """Per session, while all train: chart updates per second over ``window`` s, the run it shows, and
+    how long Pause takes to show "paused" (a full round trip through the busy server)."""
+    first = [live_updates(p)[0][0] for p in pages]
+    t0 = time.monotonic()
+    time.sleep(window)
+    rows = []
+    for p, u0 in zip(pages, first, strict=True):
+        rows.append({"updates_per_s": (live_updates(p)[0][0] - u0) / (time.monotonic() - t0), "run": run_meta(p)})
+    for p, row in zip(pages, rows, strict=True):
+        t = time.monotonic()
+        p.get_by_role("button", name="Pause", exact=True).click()
+        row["pause_s"] = time.monotonic() - t if poll(lambda p=p: metric(p, "state") == "paused", 30) else None
+    return rows

@@ -4,7 +4,18 @@ import os
 import time
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, live_updates, step_counter, streamlit_server, worker_pids
+from browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SESSION_RUNS,
+    live_updates,
+    load_figures,
+    open_sessions,
+    run_meta,
+    step_counter,
+    streamlit_server,
+    worker_pids,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -140,3 +151,24 @@ def test_shared_link_opens_the_same_experiment(server, browser):
     assert "ds=pinwheel" in link and link.startswith(url)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_eight_sessions_train_at_once_each_sees_its_own_run(browser):
+    """8 sessions train together on 2 cores: each page updates, shows its own run, answers Pause; a 9th is told
+    the server is busy; closing the tabs ends every worker."""
+    with streamlit_server({"VMONF_MAX_JOBS": "8"}) as (url, proc):
+        pages = open_sessions(browser, url, 8)
+        for i, page in enumerate(pages):
+            ds, k = SESSION_RUNS[i]
+            wait_until(lambda page=page: run_meta(page).get("step"), timeout=240)
+            assert (run_meta(page)["dataset"], run_meta(page)["k"]) == (ds, k), f"session {i} shows another run"
+        assert len(worker_pids(proc.pid)) == 8
+        extra = open_sessions(browser, url, 1, first=8)  # a 9th session
+        wait_until(lambda: extra[0].get_by_text("training slots on this server are busy").count(), timeout=30)
+        for row, page in zip(load_figures(pages, window=10), pages, strict=True):
+            assert row["updates_per_s"] > 0, f"a page stopped updating: {row}"
+            assert row["pause_s"] is not None, "Pause was not answered within 30 s"
+            assert page.locator('[data-testid="stException"]').count() == 0
+        for page in pages + extra:
+            page.context.close()
+        wait_until(lambda: not worker_pids(proc.pid), timeout=60)

@@ -16,8 +16,8 @@ from vmonf.runfile import Run, load_run, run_bytes, save_run
 from vmonf.snapshot import Recording, make_view, take_snapshot
 
 
-@pytest.fixture(scope="module")
-def run() -> Run:
+def make_run() -> Run:
+    """A short real recording of a 3-component model on pinwheel (also used by test_faults)."""
     x, y = make_toy("pinwheel", 300, wings=3, seed=0)
     xt = torch.as_tensor(x)
     model = VMoNFModel(ModelConfig(3, 2, depth=2, hidden=16))
@@ -31,6 +31,11 @@ def run() -> Run:
         history.append({"step": step, "pi": [1 / 3] * 3, "val_elbo": -1.0, "val_loglik": -0.9})
         rec.append(take_snapshot(model, view, history, {"step": step}))
     return Run({"dataset": "pinwheel"}, rec.snapshot_list(), b"weights", {"note": "test"})
+
+
+@pytest.fixture(scope="module")
+def run() -> Run:
+    return make_run()
 
 
 def test_recording_bounded_and_ordered(run):

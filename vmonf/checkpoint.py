@@ -74,7 +74,36 @@ def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device
         raise ValueError(f"Checkpoint version {payload.get('version')} is not supported (expected {VERSION}).")
     try:
         model = VMoNFModel(ModelConfig(**payload["model_config"]))
-        model.load_state_dict(payload["state_dict"])
+        state = dict(payload["state_dict"])
+        state.setdefault("active", model.active)  # written before components could be removed
+        model.load_state_dict(state)
     except (TypeError, KeyError, RuntimeError) as exc:
         raise ValueError(f"The checkpoint's weights do not match its settings: {exc}") from exc
     return model, payload.get("extra", {})
+
+
+def describe_checkpoint(source: str | Path | bytes) -> dict:
+    """Load a checkpoint safely (see :func:`load_checkpoint`) and summarise it as plain data."""
+    model, extra = load_checkpoint(source)
+    return {"config": model.config.to_dict(), "parameters": model.parameter_count(),
+            "step": extra.get("step"), "dataset": extra.get("spec", {}).get("dataset")}
+
+
+def main() -> int:
+    """``python -m vmonf.checkpoint < file``: print ``{"ok": true, ...summary}`` or ``{"ok": false, "message"}``.
+
+    Lets the app (whose server never imports torch) check an uploaded model in a short-lived process.
+    """
+    import json
+    import sys
+
+    try:
+        result = {"ok": True, **describe_checkpoint(sys.stdin.buffer.read())}
+    except ValueError as exc:
+        result = {"ok": False, "message": str(exc)}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

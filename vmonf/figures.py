@@ -131,7 +131,8 @@ def density_spec(
     layout = dict(
         title=dict(text=title or _title(snap, what), x=0.01, font=dict(size=14)), height=height,
         margin=dict(l=45, r=10, t=40, b=10), uirevision="keep", plot_bgcolor="white",
-        legend=dict(orientation="h", yanchor="bottom", y=-0.12, x=0), meta=dict(step=snap.step),
+        legend=dict(orientation="h", yanchor="bottom", y=-0.12, x=0),
+        meta=dict(step=snap.step, dataset=snap.meta.get("dataset"), k=len(snap.get("pi"))),
         xaxis=dict(range=[float(gx[0]), float(gx[-1])], showgrid=False, zeroline=False),
         yaxis=dict(range=[float(gy[0]), float(gy[-1])], showgrid=False, zeroline=False, scaleanchor="x"),
     )

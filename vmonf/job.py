@@ -67,6 +67,8 @@ class TrainingJob:
         self.checkpoint: bytes | None = None
         self.info: dict = {}
         self._latest: Snapshot | None = None
+        self.snapshot_interval = 0.0  # seconds between arriving snapshots (moving average; 0 = none yet)
+        self._last_arrival = 0.0
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
@@ -178,6 +180,12 @@ class TrainingJob:
                 kind, payload = msg
                 if kind == SNAPSHOT:
                     snap = Snapshot.from_bytes(payload)
+                    now = time.monotonic()
+                    if self._last_arrival and snap.meta.get("state") == "running":
+                        gap = now - self._last_arrival
+                        self.snapshot_interval = gap if not self.snapshot_interval else (
+                            0.7 * self.snapshot_interval + 0.3 * gap)
+                    self._last_arrival = now
                     with self._lock:
                         self._latest = snap
                     self.recording.append(snap)
@@ -191,6 +199,11 @@ class TrainingJob:
                     self.checkpoint = payload
         finally:
             code = self._proc.wait()
+            for pipe in (self._proc.stdin, self._proc.stdout):  # stderr: closed by _drain_stderr
+                try:
+                    pipe.close()
+                except OSError:
+                    pass  # a stdin write was cut off by the exit; the pipe is closed anyway
             if self.state not in ("stopped", "error"):
                 if code == 0 and self.checkpoint is not None:
                     self.state = "stopped"
@@ -201,6 +214,7 @@ class TrainingJob:
             self._release()
 
     def _drain_stderr(self) -> None:
-        for line in self._proc.stderr:
-            self._stderr.append(line.decode(errors="replace"))
-            del self._stderr[:-50]
+        with self._proc.stderr as stream:  # closed at the worker's exit: no pipe outlives its run (bench/soak.py)
+            for line in stream:
+                self._stderr.append(line.decode(errors="replace"))
+                del self._stderr[:-50]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,3 +80,19 @@ def load_run(source: str | Path | bytes) -> Run:
     if [f.step for f in frames] != sorted(f.step for f in frames):
         raise ValueError("This run file's frames are out of order.")
     return Run(header.get("settings", {}), frames, checkpoint, header.get("info", {}))
+
+
+def check_checkpoint(data: bytes, timeout: float = 120.0) -> dict:
+    """Check a checkpoint (e.g. a run file's ``model.pt``) in a separate process, so this one never imports torch.
+
+    Returns :func:`vmonf.checkpoint.describe_checkpoint`'s summary with ``ok=True``, or ``ok=False`` and
+    a ``message``. The check loads with ``weights_only=True``: a crafted pickle is refused, never run.
+    """
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vmonf.checkpoint"], input=data, capture_output=True,
+                              timeout=timeout, env=env, cwd=root)
+        return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError, OSError) as exc:
+        return {"ok": False, "message": f"The model could not be checked ({type(exc).__name__})."}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # torch loads lazily: the UI reads snapshots without importin
     from vmonf.model import VMoNFModel
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equal only to itself (cheap; a frame's arrays are never compared)
 class Snapshot:
     """One moment of a run. ``meta`` holds numbers and strings; ``arrays`` holds read-only numpy arrays.
 
