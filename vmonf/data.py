@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import struct
 import tempfile
@@ -226,13 +227,18 @@ def download_file(url: str, dest: Path, md5: str, progress: ProgressFn | None = 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total, done = int(resp.headers.get("Content-Length") or 0), 0
-            for chunk in iter(lambda: resp.read(1 << 16), b""):
-                out.write(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                total, done = int(resp.headers.get("Content-Length") or 0), 0
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+        except http.client.HTTPException as exc:  # e.g. IncompleteRead: the connection closed early
+            raise ValueError(f"The download of {url} was cut off ({exc!r}). Try again.") from exc
+        if total and done != total:
+            raise ValueError(f"The download of {url} stopped after {done:,} of {total:,} bytes. Try again.")
         got = md5_of(Path(tmp))
         if got != md5:
             raise ValueError(f"Checksum mismatch for {url}: got {got}, expected {md5}. Try the download again.")
@@ -431,6 +437,7 @@ class Dataset:
     y: np.ndarray | None  # (n,) int64 true labels, None when unknown (an uploaded CSV without labels)
     image_shape: tuple[int, int] | None = None  # set for image data sets
     preprocessor: ImagePreprocessor | None = None  # maps features back to pixels
+    pixels: np.ndarray | None = None  # (n, h * w) images in [0, 1], for image data sets
 
     def to_images(self, features: np.ndarray) -> np.ndarray:
         """Features -> images of shape ``(n, h, w)`` in [0, 1]."""
@@ -454,7 +461,33 @@ def load_dataset(name: str, *, n: int = 1000, seed: int = 0, pca: int = 16, clas
             raise ValueError(f"No images with labels {classes}.")
         pixels, y = pixels[keep], np.searchsorted(np.sort(classes), y[keep])
     prep = ImagePreprocessor(pca, seed=seed)
-    return Dataset(name, prep.fit_transform(pixels), y.astype(np.int64), shape, prep)
+    return Dataset(name, prep.fit_transform(pixels), y.astype(np.int64), shape, prep, pixels)
+
+
+def augment_images(pixels: np.ndarray, shape: tuple[int, int], *, seed: int = 0, max_shift: float = 2.0,
+                   max_angle: float = 12.0) -> np.ndarray:
+    """Each image shifted by up to ``max_shift`` pixels and rotated by up to ``max_angle`` degrees (random)."""
+    from scipy.ndimage import affine_transform
+
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    out = np.empty_like(pixels, dtype=np.float32)
+    for i, img in enumerate(pixels.reshape(-1, h, w)):
+        a = np.deg2rad(rng.uniform(-max_angle, max_angle))
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        offset = centre - rot @ centre - rng.uniform(-max_shift, max_shift, 2)
+        out[i] = affine_transform(img, rot, offset=offset, order=1, mode="constant").ravel()
+    return np.clip(out, 0, 1)
+
+
+def augmented_features(data: Dataset, copies: int = 4, seed: int = 0, **kw) -> np.ndarray:
+    """``copies`` randomly shifted and rotated versions of an image data set, in its feature space:
+    shape ``(copies, n, d)``, for the consistency term (``VMoNF.fit(..., X_perturbed=...)``)."""
+    if data.pixels is None or data.preprocessor is None or data.image_shape is None:
+        raise ValueError(f"{data.name} is not an image data set; 2-D data are perturbed with noise instead.")
+    return np.stack([data.preprocessor.transform(augment_images(data.pixels, data.image_shape, seed=seed + c, **kw))
+                     for c in range(copies)])
 
 
 def pick_labels(y: np.ndarray, per_class: int, seed: int, n_classes: int | None = None) -> np.ndarray | None:
