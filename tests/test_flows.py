@@ -22,6 +22,9 @@ TRANSFORMS = {
     "made": lambda: MADEAffine(K, D, 12, torch.arange(D).flip(0)),
     "realnvp-flow": lambda: ComponentFlows(K, D, 4, 8, "realnvp"),
     "maf-flow": lambda: ComponentFlows(K, D, 3, 12, "maf"),
+    "shared-flow": lambda: ComponentFlows(K, D, 4, 8, "realnvp", shared=True),
+    "uneven-realnvp": lambda: ComponentFlows(K, D, 1, 8, "realnvp", depths=(1, 4, 2)),
+    "uneven-maf": lambda: ComponentFlows(K, D, 1, 12, "maf", depths=(3, 1, 2)),
 }
 
 

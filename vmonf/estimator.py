@@ -73,24 +73,36 @@ class VMoNF:
         val_fraction: share of points held out to pick the best state (0 trains on everything).
         seed: seeds everything; results are deterministic on CPU.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``...
+
+    Beyond the paper (see docs/BEYOND.md for what each measured):
+        depths: a depth per component, overriding ``depth`` (components of uneven complexity).
+        share_weights: one RealNVP conditioner per layer shared by all components, plus a component embedding.
+        consistency: weight of the consistency term KL(q(c|x) || q(c|x')); ``fit(..., X_perturbed=...)``
+            gives the perturbed copies x', else x' = x + ``consistency_noise`` x std x Gaussian noise.
+        prune_below: remove components whose share of the points falls below this during training.
     """
 
     def __init__(self, n_components: int = 3, *, depth: int = 4, hidden: int = 64, flow: FlowType = "realnvp",
                  learn_prior: bool = False, batch_size: int = 512, max_steps: int = 1500, lr: float = 3e-3,
                  init: InitMethod = "auto", temperature_decay: float = 0.0, label_weight: float = 1.0,
-                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto"):
+                 val_fraction: float = 0.1, seed: int = 0, device: str = "auto", depths: tuple[int, ...] | None = None,
+                 share_weights: bool = False, consistency: float = 0.0, consistency_noise: float = 0.1,
+                 prune_below: float = 0.0):
         self.n_components, self.depth, self.hidden, self.flow = n_components, depth, hidden, flow
         self.learn_prior, self.batch_size, self.max_steps, self.lr = learn_prior, batch_size, max_steps, lr
         self.init, self.temperature_decay, self.label_weight = init, temperature_decay, label_weight
         self.val_fraction, self.seed, self.device = val_fraction, seed, device
+        self.depths, self.share_weights, self.prune_below = depths, share_weights, prune_below
+        self.consistency, self.consistency_noise = consistency, consistency_noise
 
     # -- configuration ----------------------------------------------------------------------------
     def _configs(self, dim: int) -> tuple[ModelConfig, TrainConfig]:
         mc = ModelConfig(self.n_components, dim, depth=self.depth, hidden=self.hidden, flow=self.flow,
-                         learn_prior=self.learn_prior)
+                         learn_prior=self.learn_prior, depths=self.depths, share_weights=self.share_weights)
         tc = TrainConfig(lr=self.lr, batch_size=self.batch_size, seed=self.seed, init=self.init,
                          temperature_decay=self.temperature_decay, label_weight=self.label_weight,
-                         init_steps=min(TrainConfig.init_steps, max(self.max_steps, 0)))
+                         init_steps=min(TrainConfig.init_steps, max(self.max_steps, 0)), consistency=self.consistency,
+                         consistency_noise=self.consistency_noise, prune_below=self.prune_below)
         mc.validate()
         tc.validate()
         if self.max_steps < 0:
@@ -100,20 +112,27 @@ class VMoNF:
         return mc, tc
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, X, y=None, *, callback=None) -> VMoNF:
+    def fit(self, X, y=None, *, X_perturbed=None, callback=None) -> VMoNF:
         """Fit to ``X`` (n, d). ``y`` optionally labels some points (``-1`` = unlabelled). Returns ``self``.
 
-        ``callback(trainer)``, if given, is called every ``eval_every`` steps (e.g. to record progress).
+        ``X_perturbed`` (copies, n, d): perturbed copies of ``X`` for the consistency term (e.g.
+        :func:`vmonf.data.augmented_features` for images). ``callback(trainer)``, if given, is called
+        every ``eval_every`` steps (e.g. to record progress).
         """
         x = check_array(X)
         n, d = x.shape
+        if X_perturbed is not None:
+            X_perturbed = np.asarray(X_perturbed, dtype=np.float32)
+            if X_perturbed.ndim != 3 or X_perturbed.shape[1:] != (n, d) or not np.isfinite(X_perturbed).all():
+                raise ValueError(f"X_perturbed must be finite, of shape (copies, {n}, {d}); got {X_perturbed.shape}.")
         if self.n_components > n:
             raise ValueError(f"n_components={self.n_components} is more than the {n} samples; use at most {n}.")
         labels = None if y is None else check_labels(y, n, self.n_components)
         model_cfg, train_cfg = self._configs(d)
         device = resolve_device(self.device)
 
-        result = start_training(x, labels, model_cfg, train_cfg, device=device, val_fraction=self.val_fraction)
+        result = start_training(x, labels, model_cfg, train_cfg, device=device, val_fraction=self.val_fraction,
+                                x_perturbed=X_perturbed)
         trainer = result.trainer
         while trainer.step_count < self.max_steps:  # the chosen start's init_steps count toward max_steps
             trainer.run(min(train_cfg.eval_every, self.max_steps - trainer.step_count))

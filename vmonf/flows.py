@@ -46,6 +46,44 @@ class BatchedLinear(nn.Module):
         return torch.baddbmm(self.bias, x, w)
 
 
+class SharedLinear(nn.Module):
+    """One linear map shared by all K components, ``(K, N, i) -> (K, N, o)``.
+
+    With ``embed > 0`` it also adds a per-component term ``e_k @ W_e``: component k is told who it is
+    by a learned embedding ``e_k`` of size ``embed`` (the only per-component part of a shared conditioner).
+    """
+
+    def __init__(self, k: int, i: int, o: int, *, zero: bool = False, embed: int = 0):
+        super().__init__()
+        bound = 0.0 if zero else 1.0 / math.sqrt(i)
+        self.weight = nn.Parameter(torch.empty(i, o).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(o))
+        self.embedding = nn.Parameter(torch.randn(k, embed)) if embed else None
+        self.embed_weight = nn.Parameter(torch.empty(embed, o).uniform_(-1 / math.sqrt(embed), 1 / math.sqrt(embed))) \
+            if embed else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = x @ self.weight + self.bias
+        if self.embedding is not None:
+            out = out + (self.embedding @ self.embed_weight).unsqueeze(1)
+        return out
+
+
+#: Size of the component embedding in a shared conditioner (``ModelConfig.share_weights``).
+EMBED_DIM = 8
+
+
+def shared_mlp(k: int, i: int, hidden: int, o: int) -> nn.Sequential:
+    """:func:`batched_mlp` with one set of weights for all components, told apart by an embedding."""
+    return nn.Sequential(
+        SharedLinear(k, i, hidden, embed=EMBED_DIM),
+        nn.Tanh(),
+        SharedLinear(k, hidden, hidden),
+        nn.Tanh(),
+        SharedLinear(k, hidden, o, zero=True),
+    )
+
+
 def batched_mlp(k: int, i: int, hidden: int, o: int, masks: list[Tensor] | None = None) -> nn.Sequential:
     """Two tanh hidden layers of width ``hidden``; the last layer starts at zero (identity flow).
 
@@ -91,14 +129,19 @@ class AffineCoupling(nn.Module):
               \\log|\\det J| = \\sum_i (1 - m_i) s_i
     """
 
-    def __init__(self, k: int, d: int, hidden: int, mask: Tensor):
+    def __init__(self, k: int, d: int, hidden: int, mask: Tensor, *, shared: bool = False,
+                 active: Tensor | None = None):
         super().__init__()
         self.register_buffer("mask", mask)
-        self.net = batched_mlp(k, d, hidden, 2 * d)
+        # active[k] = 0 makes this block the identity for component k (components of uneven depth).
+        self.register_buffer("active", None if active is None else active.view(-1, 1, 1).float())
+        self.net = (shared_mlp if shared else batched_mlp)(k, d, hidden, 2 * d)
 
     def _scale_shift(self, x_masked: Tensor) -> tuple[Tensor, Tensor]:
         s, t = self.net(x_masked).chunk(2, dim=-1)
         keep = 1.0 - self.mask
+        if self.active is not None:
+            keep = keep * self.active
         return soft_clamp(s) * keep, t * keep
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -130,13 +173,16 @@ class MADEAffine(nn.Module):
     Density evaluation (forward) is one pass; sampling (inverse) takes ``D`` passes.
     """
 
-    def __init__(self, k: int, d: int, hidden: int, order: Tensor):
+    def __init__(self, k: int, d: int, hidden: int, order: Tensor, *, active: Tensor | None = None):
         super().__init__()
         self.d = d
+        self.register_buffer("active", None if active is None else active.view(-1, 1, 1).float())
         self.net = batched_mlp(k, d, hidden, 2 * d, masks=made_masks(d, hidden, order))
 
     def _params(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mu, a = self.net(x).chunk(2, dim=-1)
+        if self.active is not None:
+            return mu * self.active, soft_clamp(a) * self.active
         return mu, soft_clamp(a)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -170,20 +216,51 @@ class ComponentFlows(nn.Module):
         depth: number of coupling (or MADE) blocks.
         hidden: width of each conditioner MLP.
         flow: ``"realnvp"`` (affine coupling) or ``"maf"`` (MADE blocks, the paper's MNIST choice).
+        depths: optional depth of each component (length ``k``): blocks past component k's depth are the
+            identity for it. The batch still runs ``max(depths)`` blocks for every component.
+        shared: RealNVP only: one conditioner per block shared by all components, which a learned
+            component embedding tells apart (:func:`shared_mlp`); the elementwise affine stays per component.
     """
 
-    def __init__(self, k: int, d: int, depth: int, hidden: int, flow: FlowType = "realnvp"):
+    def __init__(self, k: int, d: int, depth: int, hidden: int, flow: FlowType = "realnvp", *,
+                 depths: tuple[int, ...] | None = None, shared: bool = False):
         super().__init__()
         self.k, self.d = k, d
         self.affine = ElementwiseAffine(k, d)
+        if depths is not None:
+            depth = max(depths)
+        levels = torch.as_tensor(depths) if depths is not None else None
+        active = [None if levels is None else (levels > i) for i in range(depth)]
         if flow == "realnvp":
-            blocks = [AffineCoupling(k, d, hidden, m) for m in _coupling_masks(d, depth)]
+            blocks = [AffineCoupling(k, d, hidden, m, shared=shared, active=a)
+                      for m, a in zip(_coupling_masks(d, depth), active, strict=True)]
         elif flow == "maf":
+            if shared:
+                raise ValueError("Weight sharing is built for RealNVP flows only; use flow='realnvp'.")
             orders = [torch.arange(d) if i % 2 == 0 else torch.arange(d).flip(0) for i in range(depth)]
-            blocks = [MADEAffine(k, d, hidden, o) for o in orders]
+            blocks = [MADEAffine(k, d, hidden, o, active=a) for o, a in zip(orders, active, strict=True)]
         else:
             raise ValueError(f"flow must be 'realnvp' or 'maf', got {flow!r}")
         self.blocks = nn.ModuleList(blocks)
+
+    def parameter_counts(self) -> tuple[list[int], int]:
+        """``(per_component, shared)``: parameters that belong to one component (counted only in the blocks
+        that component uses) and parameters that every component shares (a shared conditioner's weights)."""
+        per = [0] * self.k
+        shared = 0
+        for block in [self.affine, *self.blocks]:
+            active = getattr(block, "active", None)
+            uses = [True] * self.k if active is None else active.flatten().bool().tolist()
+            for module in block.modules():
+                own = [p for n, p in module.named_parameters(recurse=False)
+                       if isinstance(module, (BatchedLinear, ElementwiseAffine)) or n == "embedding"]
+                for p in module.parameters(recurse=False):
+                    if any(p is o for o in own):
+                        for c in range(self.k):
+                            per[c] += p[c].numel() if uses[c] else 0
+                    else:
+                        shared += p.numel()
+        return per, shared
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Map ``x`` of shape ``(N, D)`` or ``(K, N, D)`` to base space through every component."""

@@ -30,6 +30,13 @@ class ModelConfig:
     posterior_hidden: int = 64  # width of the posterior network q(c|x)
     flow: FlowType = "realnvp"  # "realnvp" (the paper's toy flows) or "maf" (its MNIST flows)
     learn_prior: bool = False  # False: pi fixed uniform as in the paper; True: learned logits
+    # Beyond the paper (issue 7; docs/BEYOND.md has what each one measured):
+    depths: tuple[int, ...] | None = None  # a depth per component (overrides depth): uneven complexity
+    share_weights: bool = False  # RealNVP conditioners shared by all components, plus a component embedding
+
+    def __post_init__(self) -> None:
+        if self.depths is not None:  # JSON gives a list; keep the config hashable
+            object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the setting to change."""
@@ -37,6 +44,11 @@ class ModelConfig:
             raise ValueError(f"n_components must be at least 1, got {self.n_components}.")
         if self.depth < 1:
             raise ValueError(f"depth must be at least 1 (one coupling layer), got {self.depth}.")
+        if self.depths is not None and (len(self.depths) != self.n_components or min(self.depths) < 1):
+            raise ValueError(f"depths needs one depth of at least 1 per component ({self.n_components}), "
+                             f"got {list(self.depths)}.")
+        if self.share_weights and self.flow != "realnvp":
+            raise ValueError("share_weights is built for RealNVP flows only; use flow='realnvp'.")
         if self.hidden < 1 or self.posterior_hidden < 1:
             raise ValueError("hidden widths must be at least 1.")
         if self.flow == "realnvp" and self.dim < 2:
@@ -69,12 +81,15 @@ class VMoNFModel(nn.Module):
         config.validate()
         self.config = config
         k, d = config.n_components, config.dim
-        self.flows = ComponentFlows(k, d, config.depth, config.hidden, config.flow)
+        self.flows = ComponentFlows(k, d, config.depth, config.hidden, config.flow, depths=config.depths,
+                                    shared=config.share_weights)
         h = config.posterior_hidden
         self.posterior = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, k))
         self.prior_logits = nn.Parameter(torch.zeros(k), requires_grad=config.learn_prior)
         self.register_buffer("shift", torch.zeros(d))
         self.register_buffer("scale", torch.ones(d))
+        # Components still in the mixture. A removed one (remove_components) gets pi = 0 and q = 0.
+        self.register_buffer("active", torch.ones(k, dtype=torch.bool))
 
     @torch.no_grad()
     def set_standardization(self, shift: Tensor, scale: Tensor) -> None:
@@ -85,18 +100,54 @@ class VMoNFModel(nn.Module):
     def _standardize(self, x: Tensor) -> Tensor:
         return (x - self.shift) / self.scale
 
+    def _mask(self, logits: Tensor) -> Tensor:
+        """Logits with removed components at -inf (nothing to do while all are active)."""
+        return logits if bool(self.active.all()) else logits.masked_fill(~self.active, -math.inf)
+
     @property
     def log_pi(self) -> Tensor:
-        """Log mixture weights, shape ``(K,)``."""
-        return F.log_softmax(self.prior_logits, dim=0)
+        """Log mixture weights, shape ``(K,)``; ``-inf`` for removed components."""
+        return F.log_softmax(self._mask(self.prior_logits), dim=0)
+
+    @torch.no_grad()
+    def remove_components(self, components) -> list[int]:
+        """Take components out of the mixture (controlled annihilation); returns those removed now.
+
+        A removed component keeps its weights but gets ``pi = 0`` and ``q = 0``: it never explains a
+        point and is never sampled. At least one component always stays.
+        """
+        removed = []
+        for c in sorted({int(c) for c in components}):
+            if not 0 <= c < self.config.n_components:
+                raise ValueError(f"component must be in [0, {self.config.n_components - 1}], got {c}.")
+            if self.active[c] and int(self.active.sum()) > 1:
+                self.active[c] = False
+                removed.append(c)
+        return removed
+
+    @torch.no_grad()
+    def usage(self, x: Tensor) -> Tensor:
+        """Share of the points each component explains, ``mean_x q(c|x)``, shape ``(K,)`` (0 when removed)."""
+        return self.posterior_log_probs(x).exp().mean(0)
 
     def component_log_prob(self, x: Tensor) -> Tensor:
         """``log p(x | c=k)``, shape ``(N, K)``."""
         return self.flows.log_prob(self._standardize(x)) - self.scale.log().sum()
 
     def posterior_log_probs(self, x: Tensor, temperature: float = 1.0) -> Tensor:
-        """``log q(c|x)`` with logits divided by ``temperature``, shape ``(N, K)``."""
-        return F.log_softmax(self.posterior(self._standardize(x)) / temperature, dim=-1)
+        """``log q(c|x)`` with logits divided by ``temperature``, shape ``(N, K)``; ``-inf`` for removed components."""
+        return F.log_softmax(self._mask(self.posterior(self._standardize(x)) / temperature), dim=-1)
+
+    def consistency_loss(self, x: Tensor, x_perturbed: Tensor, temperature: float = 1.0) -> Tensor:
+        """Mean ``KL(q(c|x) || q(c|x'))`` with ``x'`` a perturbed copy of ``x`` and ``q(c|x)`` held fixed.
+
+        Zero when q ignores the perturbation; its gradient pulls q at the perturbed point toward q at
+        the clean one (the consistency regularisation of the paper's future work).
+        """
+        target = self.posterior_log_probs(x, temperature).detach()
+        moved = self.posterior_log_probs(x_perturbed, temperature)
+        p = target.exp()
+        return (_expect(p, target) - _expect(p, moved)).mean()
 
     def log_joint(self, x: Tensor) -> Tensor:
         """``log pi_k + log p(x|k)``, shape ``(N, K)``."""
@@ -116,8 +167,8 @@ class VMoNFModel(nn.Module):
             log_q = self.posterior_log_probs(x, temperature)
         q = log_q.exp()
         loglik = (q * self.component_log_prob(x)).sum(-1)
-        logprior = (q * self.log_pi).sum(-1)
-        entropy = -(q * log_q).sum(-1)  # 0 * -inf never happens: log_softmax is finite
+        logprior = _expect(q, self.log_pi)
+        entropy = -_expect(q, log_q)
         return ElboTerms(loglik + logprior + entropy, loglik, logprior, entropy)
 
     def elbo(self, x: Tensor, temperature: float = 1.0) -> Tensor:
@@ -146,9 +197,9 @@ class VMoNFModel(nn.Module):
             return -(terms.elbo + entropy_bonus * terms.entropy).mean()
         labelled = y >= 0
         log_joint = self.log_joint(x)
-        elbo_free = (log_q.exp() * (log_joint - log_q)).sum(-1)
+        elbo_free = _expect(log_q.exp(), log_joint) - _expect(log_q.exp(), log_q)
         elbo_pinned = log_joint.gather(1, y.clamp_min(0)[:, None]).squeeze(1)
-        entropy = -(log_q.exp() * log_q).sum(-1)
+        entropy = -_expect(log_q.exp(), log_q)
         elbo = torch.where(labelled, elbo_pinned, elbo_free + entropy_bonus * entropy)
         ce = F.nll_loss(log_q[labelled], y[labelled], reduction="sum") / len(x)
         return -elbo.mean() + label_weight * ce
@@ -165,6 +216,8 @@ class VMoNFModel(nn.Module):
         else:
             if not 0 <= component < k:
                 raise ValueError(f"component must be in [0, {k - 1}], got {component}.")
+            if not self.active[component]:
+                raise ValueError(f"component {component} was removed from the mixture.")
             c = torch.full((n,), component, dtype=torch.long, device=device)
         z = torch.randn(n, self.config.dim, generator=generator, device=device, dtype=self.shift.dtype)
         # Push every z through every flow (batched), then keep the chosen component's output.
@@ -174,6 +227,19 @@ class VMoNFModel(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def component_parameter_counts(self) -> tuple[list[int], int]:
+        """Flow parameters of each component alone, and those all components share (see
+        :meth:`~vmonf.flows.ComponentFlows.parameter_counts`)."""
+        return self.flows.parameter_counts()
+
+
+def _expect(q: Tensor, values: Tensor) -> Tensor:
+    """``sum_k q_k values_k`` per row, where a removed component (``q = 0``, value ``-inf``) adds 0, not NaN.
+
+    The values are cleaned before the product: ``where`` after it would still send NaN gradients (0 * -inf).
+    """
+    return (q * torch.where(q > 0, values, torch.zeros_like(values))).sum(-1)
 
 
 def gaussian_log_prob(x: Tensor) -> Tensor:

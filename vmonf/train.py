@@ -44,6 +44,11 @@ class TrainConfig:
     eval_every: int = 50  # steps between validation evaluations
     keep_best: bool = True  # remember the state with the best validation log-likelihood
     rollback_every: int = 25  # steps between copies of the last finite state (divergence rollback)
+    # Beyond the paper (issue 7; docs/BEYOND.md has what each one measured):
+    consistency: float = 0.0  # weight of KL(q(c|x) || q(c|x')) for perturbed copies x' of x; 0 disables
+    consistency_noise: float = 0.1  # x' = x + this * std * N(0, I) when no perturbed copies are given
+    prune_below: float = 0.0  # remove components whose share of the points, mean q(c|x), falls below this
+    prune_every: int = 100  # steps between those checks (after the q hold)
 
     def validate(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -52,6 +57,10 @@ class TrainConfig:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
         if self.init not in get_args(InitMethod):
             raise ValueError(f"init must be one of {', '.join(get_args(InitMethod))}; got {self.init!r}.")
+        if self.consistency < 0 or self.consistency_noise < 0:
+            raise ValueError("consistency and consistency_noise must be 0 or more.")
+        if not 0 <= self.prune_below < 1:
+            raise ValueError(f"prune_below is a share of the points, in [0, 1); got {self.prune_below}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,14 +145,20 @@ class Trainer:
         y: labels ``(N,)``, ``-1`` for unlabelled points, or ``None``.
         config: training settings.
         x_val: held-out data for validation log-likelihood and best-state keeping.
+        x_perturbed: ``(A, N, D)``: ``A`` perturbed copies of ``x`` for the consistency term (e.g. shifted
+            and rotated images in feature space); without them it perturbs with Gaussian noise.
     """
 
     def __init__(self, model: VMoNFModel, x: Tensor, y: Tensor | None = None, config: TrainConfig | None = None,
-                 x_val: Tensor | None = None):
+                 x_val: Tensor | None = None, x_perturbed: Tensor | None = None):
         self.config = config or TrainConfig()
         self.config.validate()
         torch.set_flush_denormal(True)  # without it, speed decayed ~2x over a few thousand steps
         self.model, self.x, self.x_val = model, x, x_val
+        if x_perturbed is not None and x_perturbed.shape[1:] != x.shape:
+            raise ValueError(f"x_perturbed must be (copies, {len(x)}, {x.shape[1]}); got {tuple(x_perturbed.shape)}.")
+        self.x_perturbed = x_perturbed
+        self.pruned: list[tuple[int, int]] = []  # (step, component) for every component removed
         self.y = y if y is not None and bool((y >= 0).any()) else None
         self.generator = torch.Generator(device=x.device).manual_seed(self.config.seed)
         self.optimizer = make_adam(model.parameters(), x.device, lr=self.config.lr,
@@ -222,6 +237,9 @@ class Trainer:
         hold = self.step_count < self.q_hold_until
         loss = self.model.loss(self.x[idx], y, temperature=self.temperature(), label_weight=self.config.label_weight,
                                fit_q=not hold, entropy_bonus=self.entropy_bonus())
+        if self.config.consistency and not hold:
+            loss = loss + self.config.consistency * self.model.consistency_loss(
+                self.x[idx], self.perturb(idx), self.temperature())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -236,10 +254,43 @@ class Trainer:
         self.last_loss = float(loss.detach())
         if self.step_count % self.config.rollback_every == 0:
             self._good_state = self._copy_state()
-        if self.x_val is not None and self.step_count % self.config.eval_every == 0:
+        c = self.config
+        if c.prune_below and self.step_count > self.q_hold_until and self.step_count % c.prune_every == 0:
+            self.prune(c.prune_below)
+        if self.x_val is not None and self.step_count % c.eval_every == 0:
             self.evaluate()
         self.train_seconds += time.perf_counter() - t0
         return self.last_loss
+
+    def perturb(self, idx: Tensor) -> Tensor:
+        """Perturbed copies of the points ``x[idx]``: one of the given copies each, or Gaussian noise."""
+        if self.x_perturbed is not None:
+            which = torch.randint(len(self.x_perturbed), (len(idx),), generator=self.generator, device=idx.device)
+            return self.x_perturbed[which, idx]
+        noise = torch.randn(self.x[idx].shape, generator=self.generator, device=self.x.device, dtype=self.x.dtype)
+        return self.x[idx] + self.config.consistency_noise * self.model.scale * noise
+
+    @torch.no_grad()
+    def prune(self, threshold: float) -> list[int]:
+        """Remove components whose share of the training points (mean q(c|x)) is below ``threshold``.
+
+        Returns the components removed. The best-state record restarts, since a state from before the
+        removal describes another mixture.
+        """
+        usage = self.model.usage(self.x[:4096])
+        unused = torch.nonzero(self.model.active & (usage < threshold)).flatten().tolist()
+        return self._removed(self.model.remove_components(unused))
+
+    def remove(self, components) -> list[int]:
+        """Remove components by hand (the app's "remove component" action)."""
+        return self._removed(self.model.remove_components(components))
+
+    def _removed(self, removed: list[int]) -> list[int]:
+        if removed:
+            self.pruned += [(self.step_count, c) for c in removed]
+            self.best_val, self.best_state = -math.inf, None
+            self._good_state = self._copy_state()
+        return removed
 
     def run(self, n_steps: int) -> Trainer:
         """Take ``n_steps`` steps."""
@@ -324,13 +375,16 @@ def split_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, n
 
 
 def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, config: TrainConfig, *,
-                   device: torch.device, val_fraction: float = 0.1) -> FitResult:
+                   device: torch.device, val_fraction: float = 0.1, x_perturbed: np.ndarray | None = None
+                   ) -> FitResult:
     """Split off validation points, standardise, build the model and pick its start (:func:`choose_start`).
 
     The one way every front end (estimator, app worker, CLI) sets up training. ``labels`` holds ``-1``
-    for unlabelled points, or is ``None``. The split and the model initialisation follow ``config.seed``.
+    for unlabelled points, or is ``None``. ``x_perturbed`` (copies, n, d) feeds the consistency term.
+    The split and the model initialisation follow ``config.seed``.
     """
     tr, va = split_indices(len(x), config.seed, val_fraction)
+    xp = None if x_perturbed is None else torch.as_tensor(np.asarray(x_perturbed)[:, tr], device=device)
     xt = torch.as_tensor(x[tr], device=device)
     xv = torch.as_tensor(x[va], device=device) if len(va) else None
     lab = labels[tr] if labels is not None and (labels >= 0).any() else None
@@ -343,7 +397,7 @@ def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, confi
         torch.manual_seed(config.seed)
         model = VMoNFModel(model_config).to(device)
         model.set_standardization(shift, scale)
-        return Trainer(model, xt, yt, config, x_val=xv)
+        return Trainer(model, xt, yt, config, x_val=xv, x_perturbed=xp)
 
     x_std = ((xt - shift) / scale).cpu().numpy()  # partitions are found in standardised units
     return choose_start(make_trainer, x_std, lab, model_config.n_components, config)
