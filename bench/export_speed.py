@@ -8,6 +8,11 @@ the 100 frames at 640x480 and 10 fps. Target (issue): under 30 s per format on 2
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` finds vmonf
+
 import argparse
 import time
 

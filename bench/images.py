@@ -9,6 +9,11 @@ accuracy, NMI and ARI, median over seeds (and the spread).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` finds vmonf
+
 import argparse
 import time
 

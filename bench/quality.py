@@ -10,6 +10,11 @@ from the same generator) and the seconds VMoNF took to first reach ARI >= 0.95.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` finds vmonf
+
 import argparse
 import functools
 import time

@@ -9,6 +9,11 @@ of the same architecture (depth 4, hidden 64). All share the same posterior netw
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` finds vmonf
+
 import argparse
 import time
 

@@ -108,6 +108,78 @@ def csv_ui() -> tuple[list, list | None] | None:
     return x.tolist(), None if y is None else y.tolist()
 
 
+def parse_depths(text: str, k: int) -> tuple[int, ...] | None:
+    """``"2, 6"`` -> ``(2, 6)``: one depth from 1 to 10 per component. Raises ValueError saying what is wrong."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    if not parts:
+        return None
+    try:
+        depths = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"use whole numbers separated by commas, e.g. {', '.join(['4'] * k)}") from None
+    if len(depths) != k:
+        raise ValueError(f"give one depth per component: {k} numbers, not {len(depths)}")
+    if not all(1 <= d <= 10 for d in depths):
+        raise ValueError("each depth must be between 1 and 10")
+    return depths
+
+
+def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
+    """The paper's future-work options (issue 7), as ModelConfig and TrainConfig fields. All off by default."""
+    with st.sidebar.expander("Beyond the paper", icon="🧪"):
+        st.caption("Options the paper lists as future work. Off by default; docs/BEYOND.md has what each measured.")
+        consistency = st.select_slider(
+            "consistency weight", [0.0, 0.5, 1.0, 2.0, 5.0], 0.0, key="toy_consistency",
+            help="Penalise q(c|x) for changing when x is nudged by a little noise (0 = off).")
+        share = st.toggle("share weights between components", key="toy_share",
+                          help="One set of flow networks for all components, each told apart by a small learned "
+                               "embedding: far fewer parameters.")
+        prune = st.select_slider(
+            "remove components below", [0.0, 0.02, 0.05, 0.1], 0.0, key="toy_prune",
+            format_func=lambda v: "never" if v == 0 else f"{v:.0%} of the points",
+            help="Annihilation: a component that explains less than this share of the points is removed during "
+                 "training (the mixture weights are learned then). Start with K too large and watch.")
+        text = st.text_input("depth of each component", "", key="toy_depths", placeholder=f"all {depth}",
+                             help="Uneven complexity, e.g. '1, 6' gives component 1 one layer and component 2 six. "
+                                  "Empty: every component uses the flow depth above.")
+        try:
+            depths = parse_depths(text, k)
+        except ValueError as exc:
+            st.error(f"Depths ignored: {exc}.", icon="🚫")
+            depths = None
+    model = {"share_weights": True} if share else {}
+    if depths is not None:
+        model["depths"] = list(depths)
+    if prune:
+        model["learn_prior"] = True
+    train = {key: v for key, v in (("consistency", consistency), ("prune_below", prune)) if v}
+    return model, train
+
+
+def components_ui(job, snap) -> None:
+    """Per component: its share of the points, its parameters and how well it fits its points; and a
+    button that takes one out of the mixture (controlled annihilation)."""
+    if snap is None or snap.get("comp_params") is None:
+        st.caption("Available once the run shows its first frame.")
+        return
+    active = snap.get("active").astype(bool)
+    rows = [{"component": c + 1, "in the mixture": bool(active[c]), "share of points": float(snap.get("comp_share")[c]),
+             "flow parameters": int(snap.get("comp_params")[c]),
+             "mean log p(x | c) of its points": float(snap.get("comp_loglik")[c])} for c in range(len(active))]
+    st.dataframe(rows, hide_index=True, use_container_width=True,
+                 column_config={"share of points": st.column_config.ProgressColumn(format="%.2f", min_value=0,
+                                                                                   max_value=1)})
+    st.caption("A deeper flow has more parameters and can fit a curved cluster better (a higher mean log p); "
+               "a component with a tiny share is a candidate for removal.")
+    live = [c for c in range(len(active)) if active[c]]
+    left, right = st.columns([2, 1])
+    pick = left.selectbox("component to remove", [c + 1 for c in live], key="toy_remove_pick",
+                          label_visibility="collapsed")
+    right.button("Remove component", key="toy_remove", disabled=not job.alive or len(live) < 2,
+                 on_click=lambda: job.remove_component(int(pick) - 1), use_container_width=True,
+                 help="Take this component out of the mixture: its points go to the others as training goes on.")
+
+
 def settings_ui() -> JobSpec | None:
     """The sidebar: data, model and training settings, returned as one immutable JobSpec (None: no data yet)."""
     sb = st.sidebar
@@ -153,14 +225,16 @@ def settings_ui() -> JobSpec | None:
     steps = sb.slider("stop after (steps)", 0, 20_000, 0, 500, key="toy_steps",
                       help="Training pauses at this step; Resume goes on. 0 = train until you press Stop.")
     seed = sb.number_input("training seed", 0, 10_000, 0, key="toy_seed", help="Seeds the model and mini-batches.")
+    beyond_model, beyond_train = beyond_ui(k, depth)
     device = sb.selectbox("device", devices(), key="toy_device",
                           help="auto uses a GPU when there is one, otherwise the CPU.")
     settings = dict(dataset=name, n=int(n), data_seed=int(data_seed), params=params, k=k, depth=depth, hidden=hidden,
                     lr=lr, batch=batch, labels=labels, init=init, steps=steps, seed=int(seed))
     if own is not None:
         return JobSpec(dataset="csv", points=own[0], point_labels=own[1], n_components=k, device=device,
-                       model={"depth": depth, "hidden": hidden}, labelled_per_class=labels, max_steps=steps,
-                       train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init})
+                       model={"depth": depth, "hidden": hidden, **beyond_model}, labelled_per_class=labels,
+                       max_steps=steps, train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init,
+                                               **beyond_train})
     query = to_query(settings)
     if st.query_params.to_dict() != query:
         # Best effort: Streamlit shows this in the address bar one interaction late (the browser sends
@@ -171,8 +245,9 @@ def settings_ui() -> JobSpec | None:
         st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
         st.caption("Anyone opening this link gets the same data, model and seeds.")
     return JobSpec(dataset=name, n_samples=int(n), data_seed=int(data_seed), toy_params=params, n_components=k,
-                   model={"depth": depth, "hidden": hidden}, labelled_per_class=labels, device=device,
-                   train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init}, max_steps=steps)
+                   model={"depth": depth, "hidden": hidden, **beyond_model}, labelled_per_class=labels, device=device,
+                   train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init, **beyond_train},
+                   max_steps=steps)
 
 
 def render(job, snap) -> None:
@@ -252,6 +327,8 @@ else:
     ui.live_panel(PAGE, render)
     with st.expander("Compare with a Gaussian mixture (scikit-learn, same K)", icon="⚖️"):
         compare_ui(job)
+    with st.expander("Components: share, size and fit; remove one", icon="🧩"):
+        components_ui(job, job.latest())
     if job.checkpoint:
         st.download_button("Download the trained model (.pt)", job.checkpoint, file_name=f"vmonf-{spec.dataset}.pt",
                            key="toy_download", help="A checkpoint that vmonf.VMoNF.load reads (no code inside).")

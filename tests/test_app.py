@@ -215,3 +215,29 @@ def test_gmm_side_by_side(app):
     text = " ".join(m.value for m in app.markdown)
     assert "**Gaussian mixture** · held-out log-likelihood" in text and "ARI" in text
     assert len(app.get("plotly_chart")) == 2
+
+
+def test_beyond_the_paper_options_and_removing_a_component(app):
+    app.run()
+    app.sidebar.slider(key="toy_n").set_value(300)
+    app.sidebar.selectbox(key="toy_init").set_value("kmeans")
+    app.sidebar.text_input(key="toy_depths").input("1, x").run()
+    assert any("Depths ignored" in e.value and "whole numbers" in e.value for e in app.sidebar.error)
+    k = app.sidebar.slider(key="toy_k_pinwheel").value
+    app.sidebar.text_input(key="toy_depths").input(", ".join(str(1 + c % 3) for c in range(k))).run()
+    app.sidebar.toggle(key="toy_share").set_value(True)
+    app.sidebar.select_slider(key="toy_consistency").set_value(1.0).run()
+    assert not app.sidebar.error
+    button(app, "Start").click().run()
+    wait_for_step(app, 1)
+    table = app.dataframe[0].value
+    assert len(table) == k and table["in the mixture"].all()
+    assert table["flow parameters"].nunique() == 3  # three different depths
+    button(app, "Remove component").click().run()
+    end = time.monotonic() + 30
+    while time.monotonic() < end and app.dataframe[0].value["in the mixture"].all():
+        time.sleep(0.3)
+        app.run()
+    left = app.dataframe[0].value
+    assert left["in the mixture"].sum() == k - 1 and left.loc[~left["in the mixture"], "share of points"].max() == 0
+    assert not app.exception

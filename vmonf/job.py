@@ -122,6 +122,10 @@ class TrainingJob:
             self.state = "stepping"
         self._send({"cmd": "step", "n": int(n)})
 
+    def remove_component(self, component: int) -> None:
+        """Take component ``component`` (0-based) out of the mixture; the worker says what it did."""
+        self._send({"cmd": "remove", "component": int(component)})
+
     def request_stop(self) -> None:
         """Ask the worker to finish (it sends its checkpoint, then exits); returns at once."""
         if self.alive:

@@ -158,6 +158,7 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
         "points": view.points.astype(np.float32), "assign": assign.cpu().numpy().astype(np.int16),
         "confidence": conf.cpu().numpy().astype(np.float32), "pi": model.log_pi.exp().cpu().numpy(),
     }
+    arrays.update(_component_table(model, pts))
     meta = dict(meta)
     if view.y_true is not None:
         arrays["y_true"] = view.y_true.astype(np.int16)
@@ -194,8 +195,9 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
         arrays.update(samples=s.cpu().numpy().astype(np.float32), sample_comp=c.cpu().numpy().astype(np.int16))
     if view.to_images is not None:
         k, m = model.config.n_components, view.per_component_images
-        feats = torch.cat([model.sample(m, component=c, generator=gen)[0] for c in range(k)])
-        imgs = view.to_images(feats.cpu().numpy())
+        feats = torch.cat([model.sample(m, component=c, generator=gen)[0] if model.active[c]
+                           else torch.full((m, model.config.dim), float("nan")) for c in range(k)])
+        imgs = np.nan_to_num(view.to_images(feats.cpu().numpy()), nan=0.0)  # a removed component shows blanks
         arrays["component_images"] = imgs.reshape(k, m, *imgs.shape[1:]).astype(np.float32)
     arrays.update(_history_arrays(history, model.config.n_components))
     if history:
@@ -204,6 +206,22 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
                                                 "val_expected_logprior", "val_entropy") if key in last})
     model.train()
     return Snapshot.create(meta, arrays)
+
+
+def _component_table(model: VMoNFModel, pts: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per component: still in the mixture, flow parameters of its own, share of the points (mean p(c|x)),
+    and the mean log p(x|c) of the points it explains (NaN for a removed one): the complexity balance."""
+    import torch
+
+    comp = _chunked(model.component_log_prob, pts)  # (N, K)
+    r = torch.softmax(comp + model.log_pi, -1)
+    share = r.mean(0)
+    loglik = (r * comp).sum(0) / r.sum(0).clamp_min(1e-12)
+    active = model.active
+    return {"active": active.cpu().numpy().astype(np.int8),
+            "comp_params": np.asarray(model.component_parameter_counts()[0], dtype=np.int64),
+            "comp_share": share.cpu().numpy().astype(np.float32),
+            "comp_loglik": torch.where(active, loglik, torch.nan).cpu().numpy().astype(np.float32)}
 
 
 def _warp_lines(model: VMoNFModel, n_lines: int = 13, n_points: int = 40, extent: float = 2.5) -> torch.Tensor:

@@ -7,7 +7,7 @@ headless speed once a live chart was open (it loses the GIL); a worker process r
 
 Wire format, both directions pickle-free:
 - stdin: one JSON line with the spec, then JSON command lines: ``{"cmd": "pause" | "resume" | "stop"}``,
-  ``{"cmd": "step", "n": 50}``.
+  ``{"cmd": "step", "n": 50}``, ``{"cmd": "remove", "component": 2}`` (take a component out of the mixture).
 - stdout: messages ``kind (1 byte) | length (4 bytes, big-endian) | payload`` with kind ``S`` (snapshot
   ``.npz``), ``E`` (event JSON: state changes, errors) or ``C`` (checkpoint bytes, sent on stop).
 """
@@ -166,6 +166,15 @@ class Session:
         elif name == "step":
             self.step_budget = max(1, int(cmd.get("n", 50)))
             self.state = "stepping"
+        elif name == "remove":
+            try:
+                removed = self.trainer.remove([int(cmd.get("component", -1))])
+            except (TypeError, ValueError):
+                removed = []
+            self.event(self.state, message=f"Removed component {removed[0] + 1}." if removed else
+                       "That component cannot be removed (it is gone already, or it is the last one).")
+            self.snapshot()  # show the smaller mixture at once, even while paused
+            return True
         self.event(self.state)
         return True
 

@@ -1,0 +1,172 @@
+"""Beyond the paper: does each of its four "future work" options help? Every option against the plain model.
+
+    python bench/beyond.py consistency [--seeds 3]   # MNIST-5k, K=10: plain vs consistency vs KMeans / GMM
+    python bench/beyond.py sharing [--seeds 3]       # K=10 and 20 blobs: parameters, speed, quality
+    python bench/beyond.py pruning [--seeds 5]       # K over-estimated: components left vs BayesianGaussianMixture
+    python bench/beyond.py depths [--seeds 5]        # a blob beside a curved cluster: even vs uneven depths
+
+Each prints one table with the median over seeds and the spread [min-max].
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` finds vmonf
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+
+from vmonf import VMoNF
+from vmonf.data import augmented_features, load_dataset, make_toy
+from vmonf.metrics import clustering_scores
+from vmonf.model import ModelConfig, VMoNFModel
+from vmonf.train import TrainConfig, Trainer, initial_partition, split_indices
+
+
+def fmt(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{np.median(v):.3f} [{v.min():.2f}-{v.max():.2f}]"
+
+
+def held_out(est: VMoNF, x: np.ndarray, seed: int) -> float:
+    """Mean log-likelihood on the validation points the estimator held out (same split as its fit)."""
+    _, va = split_indices(len(x), seed, est.val_fraction)
+    return float(est.score(x[va]))
+
+
+def consistency(seeds: int) -> None:
+    print("MNIST-5k (5,000 real digits, 10 classes), PCA-16, K=10, depth 2, hidden 32, 1500 steps; "
+          "accuracy / NMI / ARI, median [min-max] over seeds")
+    variants = {"VMoNF plain": {}, "+ consistency 1": {"consistency": 1.0}, "+ consistency 5": {"consistency": 5.0}}
+    rows: dict[str, list[dict]] = {name: [] for name in [*variants, "KMeans", "GMM (full)"]}
+    for seed in range(seeds):
+        data = load_dataset("mnist", pca=16, seed=seed)
+        x, y = data.x, data.y
+        copies = augmented_features(data, copies=4, seed=seed)  # 2-pixel shifts, 12-degree rotations
+        for name, kw in variants.items():
+            est = VMoNF(10, depth=2, hidden=32, max_steps=1500, lr=1e-3, batch_size=256, init="kmeans", seed=seed,
+                        **kw).fit(x, X_perturbed=copies if kw else None)
+            rows[name].append(clustering_scores(y, est.predict(x)))
+        rows["KMeans"].append(clustering_scores(y, KMeans(10, n_init=10, random_state=seed).fit_predict(x)))
+        gmm = GaussianMixture(10, n_init=3, random_state=seed).fit(x)
+        rows["GMM (full)"].append(clustering_scores(y, gmm.predict(x)))
+        print(f"  seed {seed}: " + ", ".join(f"{n} {r[-1]['accuracy']:.3f}" for n, r in rows.items()), flush=True)
+    print(f"{'method':<18}{'accuracy':>20}{'NMI':>20}{'ARI':>20}")
+    for name, rs in rows.items():
+        print(f"{name:<18}{fmt([r['accuracy'] for r in rs]):>20}{fmt([r['nmi'] for r in rs]):>20}"
+              f"{fmt([r['ari'] for r in rs]):>20}")
+
+
+def steps_per_second(config: ModelConfig, x: np.ndarray, seconds: float = 4.0) -> float:
+    xt = torch.as_tensor(x)
+    model = VMoNFModel(config)
+    model.set_standardization(xt.mean(0), xt.std(0))
+    trainer = Trainer(model, xt, config=TrainConfig(q_hold_steps=0))
+    trainer.run(20)
+    t0, n0 = time.perf_counter(), trainer.step_count
+    while time.perf_counter() - t0 < seconds:
+        trainer.step()
+    return (trainer.step_count - n0) / (time.perf_counter() - t0)
+
+
+def sharing(seeds: int) -> None:
+    print("K Gaussian blobs on a circle (2,000 points), K components, depth 4, hidden 64, 2,000 steps; "
+          "steps/s on 1 thread, batch 512")
+    print(f"{'K':>3} {'flows':<9}{'parameters':>11}{'steps/s':>9}{'ARI':>20}{'held-out LL':>22}")
+    for k in (10, 20):
+        x_all = [make_toy("gaussian mixture", 2000, components=k, spread=0.45 * k, std=0.35, seed=s)
+                 for s in range(seeds)]
+        for shared in (False, True):
+            cfg = ModelConfig(k, 2, depth=4, hidden=64, share_weights=shared)
+            speed = steps_per_second(cfg, x_all[0][0])
+            ari, ll = [], []
+            for seed, (x, y) in enumerate(x_all):
+                est = VMoNF(k, depth=4, hidden=64, max_steps=2000, share_weights=shared, seed=seed).fit(x)
+                ari.append(clustering_scores(y, est.predict(x))["ari"])
+                ll.append(held_out(est, x, seed))
+            print(f"{k:>3} {'shared' if shared else 'separate':<9}{VMoNFModel(cfg).parameter_count():>11,}"
+                  f"{speed:>9.0f}{fmt(ari):>20}{fmt(ll):>22}", flush=True)
+
+
+def pruning(seeds: int) -> None:
+    print("Start with K=10 where the data have fewer clusters; components left after training "
+          "(VMoNF: learned pi, pruned below 5 % of the points; BGMM: weights above 5 %)")
+    cases = {"pinwheel, 3 wings": ("pinwheel", {"wings": 3}, 3), "pinwheel, 5 wings": ("pinwheel", {"wings": 5}, 5),
+             "4 blobs": ("gaussian mixture", {"components": 4}, 4), "two moons": ("moons", {}, 2)}
+    print(f"{'data':<20}{'true K':>7}  {'VMoNF left':<22}{'ARI':>20}   {'BGMM left':<22}{'ARI':>20}")
+    for label, (name, params, true_k) in cases.items():
+        left, ari, bleft, bari = [], [], [], []
+        for seed in range(seeds):
+            x, y = make_toy(name, 1000, seed=seed, **params)
+            est = VMoNF(10, depth=4, hidden=64, max_steps=2500, learn_prior=True, prune_below=0.05, init="kmeans",
+                        seed=seed).fit(x)
+            left.append(int(est.model_.active.sum()))
+            ari.append(clustering_scores(y, est.predict(x))["ari"])
+            bgmm = BayesianGaussianMixture(n_components=10, weight_concentration_prior=1e-3, max_iter=500,
+                                           random_state=seed).fit(x)
+            bleft.append(int((bgmm.weights_ > 0.05).sum()))
+            bari.append(clustering_scores(y, bgmm.predict(x))["ari"])
+
+        def counts(v, true_k=true_k):
+            return f"{sum(c == true_k for c in v)}/{len(v)} exact, {min(v)}-{max(v)}"
+
+        print(f"{label:<20}{true_k:>7}  {counts(left):<22}{fmt(ari):>20}   {counts(bleft):<22}{fmt(bari):>20}",
+              flush=True)
+
+
+def blob_and_crescent(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A round Gaussian blob beside a thin curved crescent: two clusters of very uneven shape."""
+    rng = np.random.default_rng(seed)
+    half = n // 2
+    blob = rng.normal([2.2, 0.0], 0.35, (half, 2))
+    t = rng.uniform(0.15 * np.pi, 1.85 * np.pi, n - half)
+    crescent = np.stack([np.cos(t), 1.3 * np.sin(t)], 1) + 0.06 * rng.standard_normal((n - half, 2))
+    x = np.concatenate([blob, crescent]).astype(np.float32)
+    y = np.r_[np.zeros(half), np.ones(n - half)].astype(np.int64)
+    order = rng.permutation(n)
+    return x[order], y[order]
+
+
+def depths(seeds: int) -> None:
+    print("A blob beside a crescent (1,000 points), K=2, hidden 32, 2,000 steps. Uneven depths give the deep flow "
+          "to the component that starts on the crescent (the k-means start's component nearer the crescent).")
+    print(f"{'depths':<22}{'flow parameters':>16}{'ARI':>20}{'held-out LL':>22}")
+    variants = {"even 4 + 4": None, "uneven 1 + 7": "deep on crescent", "uneven 7 + 1 (wrong)": "deep on blob",
+                "even 1 + 1": (1, 1), "even 7 + 7": (7, 7)}
+    for label, how in variants.items():
+        ari, ll, params = [], [], 0
+        for seed in range(seeds):
+            x, y = blob_and_crescent(1000, seed)
+            # The start the estimator will use (same split, same standardisation): which component gets the crescent?
+            tr, _ = split_indices(len(x), seed, 0.1)
+            xs = (x[tr] - x[tr].mean(0)) / x[tr].std(0, ddof=1)
+            part = initial_partition(xs, 2, "kmeans", seed)
+            crescent_first = np.bincount(part[y[tr] == 1], minlength=2).argmax() == 0
+            d = (4, 4) if how is None else how if isinstance(how, tuple) else (
+                (7, 1) if crescent_first == (how == "deep on crescent") else (1, 7))
+            est = VMoNF(2, depths=d, hidden=32, max_steps=2000, init="kmeans", seed=seed).fit(x)
+            params = sum(est.model_.component_parameter_counts()[0])
+            ari.append(clustering_scores(y, est.predict(x))["ari"])
+            ll.append(held_out(est, x, seed))
+        print(f"{label:<22}{params:>16,}{fmt(ari):>20}{fmt(ll):>22}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("which", choices=["consistency", "sharing", "pruning", "depths"])
+    ap.add_argument("--seeds", type=int, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    default = {"consistency": 3, "sharing": 3, "pruning": 5, "depths": 5}[args.which]
+    globals()[args.which](args.seeds or default)
+
+
+if __name__ == "__main__":
+    main()
