@@ -154,35 +154,44 @@ class Session:
         write_message(self.out, CHECKPOINT, checkpoint_bytes(self.trainer.model, extra))
 
     # -- control loop -----------------------------------------------------------------------------
+    def announce(self, state: str, **info) -> None:
+        """Enter ``state``: send a snapshot of it first, then the event, so whoever sees the new state
+        already has its frame (a test saw "paused" arrive before the paused step's snapshot)."""
+        self.state = state
+        self.snapshot()
+        self.event(state, **info)
+
     def handle(self, cmd: dict) -> bool:
         """Apply one command; ``False`` means stop."""
         name = cmd.get("cmd")
         if name == "stop":
             return False
+        state = self.state
         if name == "pause":
-            self.state = "paused"
+            state = "paused"
         elif name == "resume" and self.state in ("paused", "finished", "diverged"):
-            self.state = "running"
+            state = "running"
         elif name == "step":
             self.step_budget = max(1, int(cmd.get("n", 50)))
-            self.state = "stepping"
+            state = "stepping"
         elif name == "remove":
             try:
                 removed = self.trainer.remove([int(cmd.get("component", -1))])
             except (TypeError, ValueError):
                 removed = []
-            self.event(self.state, message=f"Removed component {removed[0] + 1}." if removed else
-                       "That component cannot be removed (it is gone already, or it is the last one).")
-            self.snapshot()  # show the smaller mixture at once, even while paused
+            self.announce(self.state, message=f"Removed component {removed[0] + 1}." if removed else
+                          "That component cannot be removed (it is gone already, or it is the last one).")
             return True
-        self.event(self.state)
+        if state != self.state:
+            self.announce(state)
+        else:
+            self.event(state)
         return True
 
     def run(self, commands: queue.Queue) -> None:
         from vmonf.train import DivergenceError
 
-        self.event("running", init=self.init_method, device=str(self.device))
-        self.snapshot()
+        self.announce("running", init=self.init_method, device=str(self.device))
         last_snap, window_t, window_steps, snap_cost = time.perf_counter(), time.perf_counter(), 0, 0.0
         while True:
             try:  # block while idle; while training, only look
@@ -190,18 +199,13 @@ class Session:
             except queue.Empty:
                 cmd = None
             if cmd is not None:
-                was = self.state
                 if not self.handle(cmd):
                     break
-                if self.state != was:
-                    self.snapshot()
                 continue
             try:
                 self.trainer.step()
             except DivergenceError as exc:
-                self.state = "diverged"
-                self.event("diverged", message=str(exc))
-                self.snapshot()
+                self.announce("diverged", message=str(exc))
                 continue
             window_steps += 1
             now = time.perf_counter()
@@ -210,15 +214,11 @@ class Session:
             if self.state == "stepping":
                 self.step_budget -= 1
                 if self.step_budget <= 0:
-                    self.state = "paused"
-                    self.event("paused")
-                    self.snapshot()
+                    self.announce("paused")
                     continue
             if self.finish_at and self.trainer.step_count >= self.finish_at:
                 self.finish_at = 0  # Resume after this trains on without a limit
-                self.state = "finished"
-                self.event("finished", message=f"Reached {self.spec.max_steps} steps.")
-                self.snapshot()
+                self.announce("finished", message=f"Reached {self.spec.max_steps} steps.")
                 continue
             # At least snapshot_interval apart, and at least 4x a snapshot's own cost, so snapshots
             # never take more than ~20 % of the worker's time, whatever the model or grid size.
