@@ -139,6 +139,10 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
             format_func=lambda v: "never" if v == 0 else f"{v:.0%} of the points",
             help="Annihilation: a component that explains less than this share of the points is removed during "
                  "training (the mixture weights are learned then). Start with K too large and watch.")
+        pressure = st.select_slider(
+            "annihilation pressure", [0.0, 1.0, 2.0, 5.0], 0.0, key="toy_pressure", disabled=not prune,
+            help="Adds this x the entropy of the mixture weights to the loss, so the weights concentrate and "
+                 "redundant components shrink until they are removed (needs a removal threshold above).")
         text = st.text_input("depth of each component", "", key="toy_depths", placeholder=f"all {depth}",
                              help="Uneven complexity, e.g. '1, 6' gives component 1 one layer and component 2 six. "
                                   "Empty: every component uses the flow depth above.")
@@ -152,7 +156,8 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
         model["depths"] = list(depths)
     if prune:
         model["learn_prior"] = True
-    train = {key: v for key, v in (("consistency", consistency), ("prune_below", prune)) if v}
+    train = {key: v for key, v in (("consistency", consistency), ("prune_below", prune),
+                                   ("weight_entropy", pressure if prune else 0.0)) if v}
     return model, train
 
 

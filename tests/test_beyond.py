@@ -138,3 +138,18 @@ def test_checkpoint_keeps_every_option():
     assert again.config == model.config and again.active.tolist() == [True, True, False]
     x = torch.randn(10, 2)
     torch.testing.assert_close(again.log_prob(x), model.log_prob(x))
+
+
+def test_weight_entropy_concentrates_the_mixture_weights():
+    x, _ = make_toy("gaussian mixture", 400, components=2, seed=0)
+    xt = torch.as_tensor(x)
+
+    def entropy_after(pressure):
+        torch.manual_seed(0)
+        model = VMoNFModel(ModelConfig(4, 2, depth=1, hidden=8, learn_prior=True))
+        model.set_standardization(xt.mean(0), xt.std(0))
+        Trainer(model, xt, config=TrainConfig(weight_entropy=pressure, q_hold_steps=0)).run(200)
+        pi = model.log_pi.exp()
+        return float(-(pi * pi.log()).sum())
+
+    assert entropy_after(5.0) < entropy_after(0.0) - 0.05

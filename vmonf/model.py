@@ -147,7 +147,7 @@ class VMoNFModel(nn.Module):
         target = self.posterior_log_probs(x, temperature).detach()
         moved = self.posterior_log_probs(x_perturbed, temperature)
         p = target.exp()
-        return (_expect(p, target) - _expect(p, moved)).mean()
+        return (expect(p, target) - expect(p, moved)).mean()
 
     def log_joint(self, x: Tensor) -> Tensor:
         """``log pi_k + log p(x|k)``, shape ``(N, K)``."""
@@ -167,8 +167,8 @@ class VMoNFModel(nn.Module):
             log_q = self.posterior_log_probs(x, temperature)
         q = log_q.exp()
         loglik = (q * self.component_log_prob(x)).sum(-1)
-        logprior = _expect(q, self.log_pi)
-        entropy = -_expect(q, log_q)
+        logprior = expect(q, self.log_pi)
+        entropy = -expect(q, log_q)
         return ElboTerms(loglik + logprior + entropy, loglik, logprior, entropy)
 
     def elbo(self, x: Tensor, temperature: float = 1.0) -> Tensor:
@@ -197,9 +197,9 @@ class VMoNFModel(nn.Module):
             return -(terms.elbo + entropy_bonus * terms.entropy).mean()
         labelled = y >= 0
         log_joint = self.log_joint(x)
-        elbo_free = _expect(log_q.exp(), log_joint) - _expect(log_q.exp(), log_q)
+        elbo_free = expect(log_q.exp(), log_joint) - expect(log_q.exp(), log_q)
         elbo_pinned = log_joint.gather(1, y.clamp_min(0)[:, None]).squeeze(1)
-        entropy = -_expect(log_q.exp(), log_q)
+        entropy = -expect(log_q.exp(), log_q)
         elbo = torch.where(labelled, elbo_pinned, elbo_free + entropy_bonus * entropy)
         ce = F.nll_loss(log_q[labelled], y[labelled], reduction="sum") / len(x)
         return -elbo.mean() + label_weight * ce
@@ -234,7 +234,7 @@ class VMoNFModel(nn.Module):
         return self.flows.parameter_counts()
 
 
-def _expect(q: Tensor, values: Tensor) -> Tensor:
+def expect(q: Tensor, values: Tensor) -> Tensor:
     """``sum_k q_k values_k`` per row, where a removed component (``q = 0``, value ``-inf``) adds 0, not NaN.
 
     The values are cleaned before the product: ``where`` after it would still send NaN gradients (0 * -inf).

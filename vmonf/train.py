@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vmonf.model import VMoNFModel
+from vmonf.model import VMoNFModel, expect
 
 InitMethod = Literal["auto", "kmeans", "gmm", "spectral", "ward", "labels", "random"]
 
@@ -48,6 +48,9 @@ class TrainConfig:
     consistency: float = 0.0  # weight of KL(q(c|x) || q(c|x')) for perturbed copies x' of x; 0 disables
     consistency_noise: float = 0.1  # x' = x + this * std * N(0, I) when no perturbed copies are given
     prune_below: float = 0.0  # remove components whose share of the points, mean q(c|x), falls below this
+    # Annihilation pressure: adds this x H(pi) to the loss (with a learned prior), so the mixture weights
+    # concentrate and redundant components shrink toward the pruning threshold; 0 disables.
+    weight_entropy: float = 0.0
     prune_every: int = 100  # steps between those checks (after the q hold)
 
     def validate(self) -> None:
@@ -237,6 +240,9 @@ class Trainer:
         hold = self.step_count < self.q_hold_until
         loss = self.model.loss(self.x[idx], y, temperature=self.temperature(), label_weight=self.config.label_weight,
                                fit_q=not hold, entropy_bonus=self.entropy_bonus())
+        if self.config.weight_entropy:
+            log_pi = self.model.log_pi
+            loss = loss - self.config.weight_entropy * expect(log_pi.exp(), log_pi)
         if self.config.consistency and not hold:
             loss = loss + self.config.consistency * self.model.consistency_loss(
                 self.x[idx], self.perturb(idx), self.temperature())
