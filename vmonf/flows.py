@@ -58,9 +58,10 @@ class SharedLinear(nn.Module):
         bound = 0.0 if zero else 1.0 / math.sqrt(i)
         self.weight = nn.Parameter(torch.empty(i, o).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(o))
-        self.embedding = nn.Parameter(torch.randn(k, embed)) if embed else None
-        self.embed_weight = nn.Parameter(torch.empty(embed, o).uniform_(-1 / math.sqrt(embed), 1 / math.sqrt(embed))) \
-            if embed else None
+        self.embedding = self.embed_weight = None
+        if embed:
+            self.embedding = nn.Parameter(torch.randn(k, embed))
+            self.embed_weight = nn.Parameter(torch.empty(embed, o).uniform_(-embed**-0.5, embed**-0.5))
 
     def forward(self, x: Tensor) -> Tensor:
         out = x @ self.weight + self.bias

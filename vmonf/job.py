@@ -21,7 +21,7 @@ from vmonf.snapshot import Recording, Snapshot
 from vmonf.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 
 #: Trainings that may run at once in this server process (each one is a worker process).
-MAX_CONCURRENT_JOBS = int(os.environ.get("VMONF_MAX_JOBS", "4"))
+MAX_CONCURRENT_JOBS = int(os.environ.get("VMONF_MAX_JOBS", "8"))  # 8 stayed responsive on 2 cores (bench/load.py)
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT_JOBS)
 _live: weakref.WeakSet[TrainingJob] = weakref.WeakSet()  # started and holding a slot
 _ROOT = Path(__file__).resolve().parent.parent
