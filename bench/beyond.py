@@ -140,7 +140,7 @@ def blob_and_crescent(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def depths(seeds: int) -> None:
     print("A blob beside a crescent (1,000 points), K=2, hidden 32, 2,000 steps. Uneven depths give the deep flow "
-          "to the component that starts on the crescent (the k-means start's component nearer the crescent).")
+          "to the component that starts on the crescent.")
     print(f"{'depths':<22}{'flow parameters':>16}{'ARI':>20}{'held-out LL':>22}")
     variants = {"even 4 + 4": None, "uneven 1 + 7": "deep on crescent", "uneven 7 + 1 (wrong)": "deep on blob",
                 "even 1 + 1": (1, 1), "even 7 + 7": (7, 7)}

@@ -172,3 +172,18 @@ def test_eight_sessions_train_at_once_each_sees_its_own_run(browser):
         for page in pages + extra:
             page.context.close()
         wait_until(lambda: not worker_pids(proc.pid), timeout=60)
+
+
+def test_a_reconnect_keeps_the_run_and_starts_no_second_worker(server, browser):
+    url, proc = server
+    before = set(worker_pids(proc.pid))
+    page = open_and_start(browser, url)
+    mine = wait_until(lambda: set(worker_pids(proc.pid)) - before, timeout=30)
+    first = wait_until(lambda: step_counter(page), timeout=90)
+    page.context.set_offline(True)  # the websocket drops; Streamlit's page reconnects to the same session
+    time.sleep(4)
+    page.context.set_offline(False)
+    wait_until(lambda: (step_counter(page) or 0) > first, timeout=120)
+    assert set(worker_pids(proc.pid)) - before == mine, "a reconnect started a second worker"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
