@@ -101,7 +101,7 @@ def pruning(seeds: int) -> None:
           "BGMM: Dirichlet-process weights above 5 %), and ARI")
     cases = {"pinwheel, 3 wings": ("pinwheel", {"wings": 3}, 3), "4 blobs": ("gaussian mixture", {"components": 4}, 4)}
     variants = {"prune only": {}, "prune + H(pi) x 2": {"weight_entropy": 2.0}}
-    print(f"{'data':<18}{'true K':>7}  {'method':<20}{'components left':<24}{'ARI':>20}")
+    print(f"{'data':<18}{'true K':>7}  {'method':<26}{'components left':<24}{'ARI':>20}")
     for label, (name, params, true_k) in cases.items():
         data = [make_toy(name, 1000, seed=seed, **params) for seed in range(seeds)]
         results = {}
@@ -122,7 +122,7 @@ def pruning(seeds: int) -> None:
         results["BayesianGaussianMixture"] = (left, ari)
         for method, (left, ari) in results.items():
             counts = f"{sum(c == true_k for c in left)}/{len(left)} exact, {min(left)}-{max(left)}"
-            print(f"{label:<18}{true_k:>7}  {method:<20}{counts:<24}{fmt(ari):>20}", flush=True)
+            print(f"{label:<18}{true_k:>7}  {method:<26}{counts:<24}{fmt(ari):>20}", flush=True)
 
 
 def blob_and_crescent(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,9 +138,9 @@ def blob_and_crescent(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x[order], y[order]
 
 
-def depths(seeds: int) -> None:
-    print("A blob beside a crescent (1,000 points), K=2, hidden 32, 2,000 steps. Uneven depths give the deep flow "
-          "to the component that starts on the crescent.")
+def depths(seeds: int, init: str = "kmeans") -> None:
+    print(f"A blob beside a crescent (1,000 points), K=2, hidden 32, 2,000 steps, {init} start. "
+          "Uneven depths give the deep flow to the component that starts on the crescent.")
     print(f"{'depths':<22}{'flow parameters':>16}{'ARI':>20}{'held-out LL':>22}")
     variants = {"even 4 + 4": None, "uneven 1 + 7": "deep on crescent", "uneven 7 + 1 (wrong)": "deep on blob",
                 "even 1 + 1": (1, 1), "even 7 + 7": (7, 7)}
@@ -151,11 +151,11 @@ def depths(seeds: int) -> None:
             # The start the estimator will use (same split, same standardisation): which component gets the crescent?
             tr, _ = split_indices(len(x), seed, 0.1)
             xs = (x[tr] - x[tr].mean(0)) / x[tr].std(0, ddof=1)
-            part = initial_partition(xs, 2, "kmeans", seed)
+            part = initial_partition(xs, 2, "spectral" if init == "spectral" else "kmeans", seed)
             crescent_first = np.bincount(part[y[tr] == 1], minlength=2).argmax() == 0
             d = (4, 4) if how is None else how if isinstance(how, tuple) else (
                 (7, 1) if crescent_first == (how == "deep on crescent") else (1, 7))
-            est = VMoNF(2, depths=d, hidden=32, max_steps=2000, init="kmeans", seed=seed).fit(x)
+            est = VMoNF(2, depths=d, hidden=32, max_steps=2000, init=init, seed=seed).fit(x)
             params = sum(est.model_.component_parameter_counts()[0])
             ari.append(clustering_scores(y, est.predict(x))["ari"])
             ll.append(held_out(est, x, seed))
@@ -166,10 +166,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("which", choices=["consistency", "sharing", "pruning", "depths"])
     ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--init", default="kmeans", choices=["kmeans", "spectral"], help="start (depths only)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     default = {"consistency": 3, "sharing": 3, "pruning": 5, "depths": 5}[args.which]
-    globals()[args.which](args.seeds or default)
+    run = globals()[args.which]
+    run(args.seeds or default, args.init) if args.which == "depths" else run(args.seeds or default)
 
 
 if __name__ == "__main__":
