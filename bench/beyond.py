@@ -1,7 +1,7 @@
 """Beyond the paper: does each of its four "future work" options help? Every option against the plain model.
 
     python bench/beyond.py consistency [--seeds 3]   # MNIST-5k, K=10: plain vs consistency vs KMeans / GMM
-    python bench/beyond.py sharing [--seeds 3]       # K=10 and 20 blobs: parameters, speed, quality
+    python bench/beyond.py sharing [--seeds 3]       # K=10 and 20 blobs: parameters, speed, quality (0: speed only)
     python bench/beyond.py pruning [--seeds 5]       # K over-estimated: components left vs BayesianGaussianMixture
     python bench/beyond.py depths [--seeds 5]        # a blob beside a curved cluster: even vs uneven depths
 
@@ -78,14 +78,22 @@ def steps_per_second(config: ModelConfig, x: np.ndarray, seconds: float = 4.0) -
 
 def sharing(seeds: int) -> None:
     print("K Gaussian blobs on a circle (2,000 points), K components, depth 4, hidden 64, 2,000 steps; "
-          "steps/s on 1 thread, batch 512")
+          "steps/s on 1 thread, batch 512 (median of 3 interleaved 3-s runs)")
     print(f"{'K':>3} {'flows':<9}{'parameters':>11}{'steps/s':>9}{'ARI':>20}{'held-out LL':>22}")
     for k in (10, 20):
         x_all = [make_toy("gaussian mixture", 2000, components=k, spread=0.45 * k, std=0.35, seed=s)
-                 for s in range(seeds)]
-        for shared in (False, True):
-            cfg = ModelConfig(k, 2, depth=4, hidden=64, share_weights=shared)
-            speed = steps_per_second(cfg, x_all[0][0])
+                 for s in range(max(seeds, 1))]
+        configs = {shared: ModelConfig(k, 2, depth=4, hidden=64, share_weights=shared) for shared in (False, True)}
+        speeds = {shared: [] for shared in configs}
+        for _ in range(3):  # interleaved, so a busy moment on the machine hits both alike
+            for shared, cfg in configs.items():
+                speeds[shared].append(steps_per_second(cfg, x_all[0][0], seconds=3.0))
+        for shared, cfg in configs.items():
+            speed = float(np.median(speeds[shared]))
+            if not seeds:
+                print(f"{k:>3} {'shared' if shared else 'separate':<9}{VMoNFModel(cfg).parameter_count():>11,}"
+                      f"{speed:>9.0f}", flush=True)
+                continue
             ari, ll = [], []
             for seed, (x, y) in enumerate(x_all):
                 est = VMoNF(k, depth=4, hidden=64, max_steps=2000, share_weights=shared, seed=seed).fit(x)
@@ -171,7 +179,8 @@ def main() -> None:
     torch.set_num_threads(1)
     default = {"consistency": 3, "sharing": 3, "pruning": 5, "depths": 5}[args.which]
     run = globals()[args.which]
-    run(args.seeds or default, args.init) if args.which == "depths" else run(args.seeds or default)
+    seeds = default if args.seeds is None else args.seeds
+    run(seeds, args.init) if args.which == "depths" else run(seeds)
 
 
 if __name__ == "__main__":
