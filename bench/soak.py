@@ -97,7 +97,13 @@ def main() -> None:
               f"{baseline['workers']:7d}   (before the first run)", flush=True)
         t0, next_report, i = time.monotonic(), args.report_every, 0
         while (minute := (time.monotonic() - t0) / 60) < args.minutes:
-            page, problem = cycle(browser, url, page, i, proc.pid)
+            try:
+                page, problem = cycle(browser, url, page, i, proc.pid)
+            except Exception as exc:  # noqa: BLE001 - a stuck page is a finding to report, not the end of the soak
+                problem = f"{['stop/reset', 'tab close', 'reconnect'][i % 3]} cycle: {type(exc).__name__}: " \
+                          f"{str(exc).splitlines()[0][:160]}"
+                page.context.close()
+                page = open_page(browser, url)
             i += 1
             if problem:
                 problems.append(f"cycle {i}: {problem}")
