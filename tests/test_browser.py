@@ -165,8 +165,10 @@ def test_eight_sessions_train_at_once_each_sees_its_own_run(browser):
         assert len(worker_pids(proc.pid)) == 8
         extra = open_sessions(browser, url, 1, first=8)  # a 9th session
         wait_until(lambda: extra[0].get_by_text("training slots on this server are busy").count(), timeout=30)
-        for row, page in zip(load_figures(pages, window=10), pages, strict=True):
-            assert row["updates_per_s"] > 0, f"a page stopped updating: {row}"
+        # Every page keeps drawing new frames (how fast depends on the machine: bench/load.py measures it).
+        seen = [live_updates(p)[0][0] for p in pages]
+        wait_until(lambda: all(live_updates(p)[0][0] > n for p, n in zip(pages, seen, strict=True)), timeout=120)
+        for row, page in zip(load_figures(pages, window=1), pages, strict=True):
             assert row["pause_s"] is not None, "Pause was not answered within 30 s"
             assert page.locator('[data-testid="stException"]').count() == 0
         for page in pages + extra:
