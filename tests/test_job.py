@@ -113,6 +113,21 @@ def test_worker_curves_stay_bounded():
 
     history: list[dict] = []
     for step in range(1, 5001):
-        history = append_bounded(history, {"step": step})
+        history = append_bounded(history, {"step": step}, MAX_HISTORY)
     steps = [r["step"] for r in history]
     assert len(steps) <= MAX_HISTORY and steps[0] == 1 and steps[-1] == 5000 and steps == sorted(steps)
+
+
+def test_trainer_history_stays_bounded(monkeypatch):
+    import torch
+
+    from vmonf import train
+    from vmonf.model import ModelConfig, VMoNFModel
+
+    monkeypatch.setattr(train, "MAX_HISTORY", 8)
+    x = torch.randn(200, 2)
+    trainer = train.Trainer(VMoNFModel(ModelConfig(2, 2, depth=1, hidden=8)), x, config=train.TrainConfig(eval_every=1),
+                            x_val=x[:50])
+    trainer.run(40)
+    steps = [row["step"] for row in trainer.history]
+    assert len(steps) <= 9 and steps[0] == 1 and steps[-1] == 40 and steps == sorted(steps)

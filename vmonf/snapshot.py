@@ -249,3 +249,15 @@ def _history_arrays(history: list[dict], k: int) -> dict[str, np.ndarray]:
     pi = np.array([row["pi"] for row in history], dtype=np.float32).reshape(-1, k)
     return {"hist_step": col("step"), "hist_elbo": col("val_elbo"), "hist_val_loglik": col("val_loglik"),
             "hist_ari": col("ari"), "hist_nmi": col("nmi"), "hist_pi": pi}
+
+
+def append_bounded(history: list[dict], row: dict, limit: int) -> list[dict]:
+    """``history + [row]``, with every second row dropped once it passes ``limit`` (even).
+
+    For curves that must not grow with the run (the worker ships its curves in every snapshot; the
+    trainer's history lives as long as the run). The list reaches ``limit + 1`` (odd) rows before
+    thinning, so the first and the newest rows always stay.
+    """
+    history.append(row)
+    return history[::2] if len(history) > limit else history
+

@@ -14,6 +14,10 @@ import torch
 from torch import Tensor
 
 from vmonf.model import VMoNFModel, expect
+from vmonf.snapshot import append_bounded
+
+#: Evaluation rows a Trainer keeps (even); beyond it every second one is dropped (a long app run grew ~15 MB/h).
+MAX_HISTORY = 10_000
 
 InitMethod = Literal["auto", "kmeans", "gmm", "spectral", "ward", "labels", "random"]
 
@@ -319,7 +323,7 @@ class Trainer:
             if self.config.keep_best and row["val_loglik"] > self.best_val:
                 self.best_val, self.best_step = row["val_loglik"], self.step_count
                 self.best_state = copy.deepcopy(model.state_dict())
-        self.history.append(row)
+        self.history = append_bounded(self.history, row, MAX_HISTORY)
         return row
 
     def restore_best(self) -> None:

@@ -26,6 +26,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from vmonf.snapshot import append_bounded  # noqa: F401 (the worker's curves use it; tests import it here)
+
 SNAPSHOT, EVENT, CHECKPOINT = b"S", b"E", b"C"
 #: Curve points kept for the live plots (even); beyond it every second one is dropped.
 MAX_HISTORY = 1000
@@ -61,16 +63,6 @@ class JobSpec:
     @staticmethod
     def from_json(text: str) -> JobSpec:
         return JobSpec(**json.loads(text))
-
-
-def append_bounded(history: list[dict], row: dict) -> list[dict]:
-    """``history + [row]``, with every second row dropped once it passes :data:`MAX_HISTORY`.
-
-    Every snapshot ships the curves, so they must not grow with the run. The list reaches
-    ``MAX_HISTORY + 1`` (odd) rows before thinning, so the first and the newest rows always stay.
-    """
-    history.append(row)
-    return history[::2] if len(history) > MAX_HISTORY else history
 
 
 def write_message(out: BinaryIO, kind: bytes, payload: bytes) -> None:
@@ -139,7 +131,7 @@ class Session:
 
         tr = self.trainer
         row = tr.evaluate()
-        self.history = append_bounded(self.history, row)
+        self.history = append_bounded(self.history, row, MAX_HISTORY)
         meta = {"step": tr.step_count, "steps_per_sec": self.rate, "state": self.state, "elapsed": tr.train_seconds,
                 "init": self.init_method, "device": str(self.device), "temperature": tr.temperature(),
                 "loss": row["loss"], "dataset": self.spec.dataset}
