@@ -157,3 +157,17 @@ def test_weight_entropy_concentrates_the_mixture_weights():
         return float(-(pi * pi.log()).sum())
 
     assert entropy_after(5.0) < entropy_after(0.0) - 0.05
+
+
+def test_a_component_with_labelled_points_is_never_removed():
+    x, y = make_toy("gaussian mixture", 300, components=3, seed=0)
+    labels = np.full_like(y, -1)
+    labels[np.flatnonzero(y == 1)[:5]] = 1
+    xt = torch.as_tensor(x)
+    model = VMoNFModel(ModelConfig(3, 2, depth=1, hidden=8))
+    model.set_standardization(xt.mean(0), xt.std(0))
+    trainer = Trainer(model, xt, torch.as_tensor(labels))
+    assert trainer.remove([1, 2]) == [2]
+    assert model.active.tolist() == [True, True, False]
+    loss = trainer.step()
+    assert np.isfinite(loss)

@@ -288,14 +288,15 @@ class Trainer:
         removal describes another mixture.
         """
         usage = self.model.usage(self.x[:4096])
-        unused = torch.nonzero(self.model.active & (usage < threshold)).flatten().tolist()
-        return self._removed(self.model.remove_components(unused))
+        return self.remove(torch.nonzero(self.model.active & (usage < threshold)).flatten().tolist())
 
     def remove(self, components) -> list[int]:
-        """Remove components by hand (the app's "remove component" action)."""
-        return self._removed(self.model.remove_components(components))
+        """Remove components (the app's "remove component" action, and :meth:`prune`); returns those removed.
 
-    def _removed(self, removed: list[int]) -> list[int]:
+        A component that labelled points belong to stays: their ELBO term is pinned to it.
+        """
+        keep = set() if self.y is None else set(self.y[self.y >= 0].unique().tolist())
+        removed = self.model.remove_components([c for c in components if int(c) not in keep])
         if removed:
             self.pruned += [(self.step_count, c) for c in removed]
             self.best_val, self.best_state = -math.inf, None

@@ -172,7 +172,8 @@ class Session:
             except (TypeError, ValueError):
                 removed = []
             self.announce(self.state, message=f"Removed component {removed[0] + 1}." if removed else
-                          "That component cannot be removed (it is gone already, or it is the last one).")
+                          "That component stays: it is gone already, it is the last one, or labelled points "
+                          "belong to it.")
             return True
         if state != self.state:
             self.announce(state)
