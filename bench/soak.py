@@ -52,7 +52,8 @@ def train_a_little(page, seconds: float) -> bool:
 def cycle(browser, url: str, page, i: int, server_pid: int) -> tuple[object, str]:
     """One start/stop cycle; returns the page to use next and what went wrong ('' if nothing)."""
     if not train_a_little(page, 3):
-        return page, "no frame within 120 s"
+        busy = page.get_by_text("training slots on this server are busy").count() > 0
+        return page, f"no frame within 120 s (state {metric(page, 'state')!r}, busy message shown: {busy})"
     kind = i % 3
     if kind == 0:  # Stop keeps the model; Reset throws it away
         click(page, "Stop")
