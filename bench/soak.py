@@ -100,7 +100,7 @@ def main() -> None:
         while (minute := (time.monotonic() - t0) / 60) < args.minutes:
             try:
                 page, problem = cycle(browser, url, page, i, proc.pid)
-            except Exception as exc:  # noqa: BLE001 - a stuck page is a finding to report, not the end of the soak
+            except Exception as exc:  # a stuck page is a finding to report, not the end of the soak
                 problem = f"{['stop/reset', 'tab close', 'reconnect'][i % 3]} cycle: {type(exc).__name__}: " \
                           f"{str(exc).splitlines()[0][:160]}"
                 page.context.close()

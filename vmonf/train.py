@@ -52,10 +52,10 @@ class TrainConfig:
     consistency: float = 0.0  # weight of KL(q(c|x) || q(c|x')) for perturbed copies x' of x; 0 disables
     consistency_noise: float = 0.1  # x' = x + this * std * N(0, I) when no perturbed copies are given
     prune_below: float = 0.0  # remove components whose share of the points, mean q(c|x), falls below this
+    prune_every: int = 100  # steps between those checks (after the q hold)
     # Annihilation pressure: adds this x H(pi) to the loss (with a learned prior), so the mixture weights
     # concentrate and redundant components shrink toward the pruning threshold; 0 disables.
     weight_entropy: float = 0.0
-    prune_every: int = 100  # steps between those checks (after the q hold)
 
     def validate(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -64,8 +64,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
         if self.init not in get_args(InitMethod):
             raise ValueError(f"init must be one of {', '.join(get_args(InitMethod))}; got {self.init!r}.")
-        if self.consistency < 0 or self.consistency_noise < 0:
-            raise ValueError("consistency and consistency_noise must be 0 or more.")
+        if min(self.consistency, self.consistency_noise, self.weight_entropy) < 0:
+            raise ValueError("consistency, consistency_noise and weight_entropy must be 0 or more.")
         if not 0 <= self.prune_below < 1:
             raise ValueError(f"prune_below is a share of the points, in [0, 1); got {self.prune_below}.")
 

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from vmonf.snapshot import append_bounded  # noqa: F401 (the worker's curves use it; tests import it here)
+from vmonf.snapshot import append_bounded
 
 SNAPSHOT, EVENT, CHECKPOINT = b"S", b"E", b"C"
 #: Curve points kept for the live plots (even); beyond it every second one is dropped.
