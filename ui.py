@@ -6,7 +6,9 @@ Only UI files (app.py, pages/, this module) import streamlit; the library in vmo
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,9 +37,12 @@ def ensure_plotly_js() -> None:
     source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     if not target.exists() or target.stat().st_size != source.stat().st_size:
         STATIC.mkdir(exist_ok=True)
-        tmp = target.with_suffix(".tmp")
+        # A name of its own per copy: sessions starting together must never write into one shared file
+        # (a browser could then load a half-written plotly.js, and the chart would never draw).
+        fd, tmp = tempfile.mkstemp(dir=STATIC, suffix=".tmp")
+        os.close(fd)
         shutil.copyfile(source, tmp)
-        tmp.replace(target)
+        os.replace(tmp, target)
 
 
 # -- the smooth live chart --------------------------------------------------------------------------
@@ -59,12 +64,19 @@ export default function (component) {
       if (window.Plotly) { resolve(window.Plotly); return; }
       const s = document.createElement("script");
       s.src = "./app/static/plotly.min.js";
-      s.onload = () => resolve(window.Plotly);
+      s.onload = () => {
+        if (window.Plotly) { resolve(window.Plotly); return; }
+        window.__vmonfPlotly = null;  // loaded but did not define Plotly (a cut-off file): load it again next time
+        reject(new Error("plotly.js did not define Plotly"));
+      };
       s.onerror = () => { window.__vmonfPlotly = null; reject(new Error("plotly.js failed to load")); };
       document.head.appendChild(s);
     });
   }
-  if (!data) { return; }
+  // The live panel re-sends the last frame between snapshots; parsing and re-plotting it again would only
+  // cost the browser (and, on one machine, the training) time.
+  if (!data || el.__vmonfData === data) { return; }
+  el.__vmonfData = data;
   const fig = typeof data === "string" ? JSON.parse(data) : data;
   el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
   window.__vmonfPlotly.then(async (Plotly) => {
@@ -74,7 +86,7 @@ export default function (component) {
     el.dataset.updates = String(Number(el.dataset.updates) + 1);
     el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");
     el.dataset.run = JSON.stringify(fig.layout.meta || {});  // which run it shows (tests check isolation)
-  });
+  }).catch(() => { el.__vmonfData = null; });  // not drawn (plotly.js did not load): try again next time
 }
 """
 _live_component = st.components.v2.component("vmonf_live_plot", js=_LIVE_JS, isolate_styles=False)
@@ -167,24 +179,24 @@ def controls(page: str, spec: JobSpec) -> TrainingJob | None:
     cols = st.columns(6)
     ended = state in ("stopped", "error")
     cols[0].button("Discard and start" if changed else ("Start again" if ended else "Start"), key=f"{page}_start",
-                   type="primary", on_click=_start, args=(page, spec), use_container_width=True,
+                   type="primary", on_click=_start, args=(page, spec), width="stretch",
                    disabled=not (job is None or changed or ended),
                    help="Start training a new run with these settings, in the background. To go on with a "
                         "paused run, use Resume.")
     cols[1].button("Pause", key=f"{page}_pause", on_click=lambda: job and job.pause(),
-                   disabled=state not in ("running", "stepping"), use_container_width=True,
+                   disabled=state not in ("running", "stepping"), width="stretch",
                    help="Pause training; the plots keep the current state.")
     cols[2].button("Resume", key=f"{page}_resume", on_click=lambda: job and job.resume(),
-                   disabled=state not in ("paused", "finished"), use_container_width=True,
+                   disabled=state not in ("paused", "finished"), width="stretch",
                    help="Continue training from where it paused.")
     cols[3].button("Step", key=f"{page}_step", on_click=lambda: job and job.step(25),
-                   disabled=state not in ("paused", "finished"), use_container_width=True,
+                   disabled=state not in ("paused", "finished"), width="stretch",
                    help="Take 25 training steps, then pause again: watch the model change bit by bit.")
     cols[4].button("Stop", key=f"{page}_stop", on_click=lambda: job and job.stop(),
-                   disabled=not (job and job.alive), use_container_width=True,
+                   disabled=not (job and job.alive), width="stretch",
                    help="End training. The trained model and its recording are kept.")
     cols[5].button("Reset", key=f"{page}_reset", on_click=_reset, args=(page,), disabled=job is None,
-                   use_container_width=True, help="Throw this run away.")
+                   width="stretch", help="Throw this run away.")
     return current_job(page)
 
 

@@ -13,7 +13,9 @@ figures side by side.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,15 @@ def server_figures(pid: int) -> dict:
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "threads": int(status["Threads"]),
             "fds": len(list(Path(f"/proc/{pid}/fd").iterdir())), "workers": len(worker_pids(pid))}
+
+
+def dump_threads(pid: int) -> None:
+    """Print the server's Python stacks (and its workers') with py-spy, where installed: what is it waiting on?"""
+    if not shutil.which("py-spy"):
+        return
+    for p in [pid, *worker_pids(pid)]:
+        out = subprocess.run(["py-spy", "dump", "--pid", str(p)], capture_output=True, text=True, timeout=60)
+        print(out.stdout[-6000:] or out.stderr[-500:], flush=True)
 
 
 def open_page(browser, url: str):
@@ -53,7 +64,8 @@ def cycle(browser, url: str, page, i: int, server_pid: int) -> tuple[object, str
     """One start/stop cycle; returns the page to use next and what went wrong ('' if nothing)."""
     if not train_a_little(page, 3):
         busy = page.get_by_text("training slots on this server are busy").count() > 0
-        return page, f"no frame within 120 s (state {metric(page, 'state')!r}, busy message shown: {busy})"
+        return page, (f"no frame within 120 s (state {metric(page, 'state')!r}, busy message shown: {busy}, "
+                      f"{len(worker_pids(server_pid))} workers)")
     kind = i % 3
     if kind == 0:  # Stop keeps the model; Reset throws it away
         click(page, "Stop")
@@ -89,7 +101,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     rows, problems = [], []
-    with streamlit_server() as (url, proc), sync_playwright() as pw:
+    with streamlit_server(strict=False) as (url, proc), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = open_page(browser, url)
         baseline = server_figures(proc.pid)
@@ -107,7 +119,10 @@ def main() -> None:
                 page = open_page(browser, url)
             i += 1
             if problem:
-                problems.append(f"cycle {i}: {problem}")
+                problems.append(f"cycle {i}, minute {minute:.1f}: {problem}")
+                print("  " + problems[-1], flush=True)
+                if len(problems) == 1:
+                    dump_threads(proc.pid)
             poll(lambda: not worker_pids(proc.pid), 30)  # let the last worker exit before sampling
             rows.append({"minute": minute, **server_figures(proc.pid)})
             if minute >= next_report:

@@ -171,7 +171,7 @@ def components_ui(job, snap) -> None:
     rows = [{"component": c + 1, "in the mixture": bool(active[c]), "share of points": float(snap.get("comp_share")[c]),
              "flow parameters": int(snap.get("comp_params")[c]),
              "mean log p(x | c) of its points": float(snap.get("comp_loglik")[c])} for c in range(len(active))]
-    st.dataframe(rows, hide_index=True, use_container_width=True,
+    st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={"share of points": st.column_config.ProgressColumn(format="%.2f", min_value=0,
                                                                                    max_value=1)})
     st.caption("A deeper flow has more parameters and can fit a curved cluster better (a higher mean log p); "
@@ -181,7 +181,7 @@ def components_ui(job, snap) -> None:
     pick = left.selectbox("component to remove", [c + 1 for c in live], key="toy_remove_pick",
                           label_visibility="collapsed")
     right.button("Remove component", key="toy_remove", disabled=not job.alive or len(live) < 2,
-                 on_click=lambda: job.remove_component(int(pick) - 1), use_container_width=True,
+                 on_click=lambda: job.remove_component(int(pick) - 1), width="stretch",
                  help="Take this component out of the mixture: its points go to the others as training goes on.")
 
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -23,16 +24,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Lines the server must never log during a browser test: a traceback, or a deprecated Streamlit call (each
+#: call logs a warning on every script run; the log filled up, see ``streamlit_server``).
+BAD_LOG_LINES = ("Traceback", "deprecat", "will be removed", "please replace")
+
+
 @contextlib.contextmanager
-def streamlit_server(env: dict | None = None):
-    """Run ``streamlit run app.py`` on 127.0.0.1; yields ``(url, process)``."""
+def streamlit_server(env: dict | None = None, strict: bool = True):
+    """Run ``streamlit run app.py`` on 127.0.0.1; yields ``(url, process)``.
+
+    The server's output goes to a file, never to an unread pipe: a pipe holds 64 kB, and once a
+    deprecation warning logged on every run had filled it, every script run of the server blocked in
+    its logging call (the soak "broke" after ~150 cycles, and 8 sessions got no frame). With ``strict``,
+    a server that logged any of :data:`BAD_LOG_LINES` fails the test at the end.
+    """
     port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="vmonf-streamlit-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    log.close()
+    url, text, ok = f"http://127.0.0.1:{port}", "", False
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -42,15 +56,21 @@ def streamlit_server(env: dict | None = None):
                         break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("streamlit did not start: " + proc.stderr.read().decode()[-2000:]) from None
+                    raise RuntimeError("streamlit did not start: " + Path(log.name).read_text()[-2000:]) from None
                 time.sleep(0.3)
         yield url, proc
+        ok = True
     finally:
         proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        text = Path(log.name).read_text(errors="replace")
+        os.unlink(log.name)
+    bad = [line for line in text.splitlines() if any(b.lower() in line.lower() for b in BAD_LOG_LINES)]
+    if ok and strict and bad:
+        raise AssertionError("the server logged:\n" + "\n".join(bad[:5]) + "\n...\n" + text[-3000:])
 
 
 def worker_pids(server_pid: int) -> list[int]:

@@ -89,12 +89,23 @@ class TrainingJob:
             self.state = "starting"
             env = {**os.environ, "OMP_NUM_THREADS": str(self.spec.threads), "PYTHONPATH": os.pathsep.join(
                 p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "vmonf.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=env, cwd=str(_ROOT), start_new_session=True,
-            )
-            self._proc.stdin.write((self.spec.to_json() + "\n").encode())
-            self._proc.stdin.flush()
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "vmonf.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, env=env, cwd=str(_ROOT), start_new_session=True,
+                )
+                self._proc.stdin.write((self.spec.to_json() + "\n").encode())
+                self._proc.stdin.flush()
+            except OSError as exc:  # no process (out of memory, too many open files), or it died at once
+                self.state, self.message = "error", f"Could not start the training process: {exc}"
+                if self._proc is not None:
+                    self._proc.kill()
+                    self._proc.wait()
+                    self._proc = None
+                self._has_slot = False  # give the slot back: a failed start must never hold one for good
+                _live.discard(self)
+                _slots.release()
+                return
             self._thread = threading.Thread(target=self._relay, name="vmonf-training", daemon=True)
             self._thread.start()
             threading.Thread(target=self._drain_stderr, daemon=True).start()
