@@ -102,6 +102,20 @@ def test_images_page_digits(app):
     assert not app.exception
 
 
+def test_images_page_trains_with_consistency(app):
+    """The consistency option reaches the worker, which makes shifted and rotated copies of the images."""
+    app.switch_page("pages/images.py").run()
+    app.sidebar.selectbox(key="img_source").set_value("scikit-learn digits (8×8)")
+    app.sidebar.select_slider(key="img_consistency").set_value(2.0).run()
+    button(app, "Start").click().run()
+    wait_for_step(app, 1, timeout=90)
+    from vmonf.job import live_jobs
+
+    jobs = [j for j in live_jobs() if j.spec.dataset == "digits"]
+    assert [j.spec.train.get("consistency") for j in jobs] == [2.0] and jobs[0].state == "running"
+    assert not app.exception
+
+
 def test_how_it_works_renders_with_live_numbers(app):
     app.switch_page("pages/how_it_works.py").run()
     assert not app.exception

@@ -29,6 +29,22 @@ def test_consistency_is_zero_when_q_ignores_the_perturbation():
     assert float(model.consistency_loss(x, x2)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_consistency_on_the_flows_adds_their_kl_and_reaches_them():
+    model = randomize(VMoNFModel(ModelConfig(3, 2)))
+    x, x2 = torch.randn(64, 2), torch.randn(64, 2)
+    only_q = model.consistency_loss(x, x2)
+    both = model.consistency_loss(x, x2, flows=True)
+    with torch.no_grad():
+        log_q, log_r = model.posterior_log_probs(x), torch.log_softmax(model.log_joint(x2), dim=1)
+        by_hand = float((log_q.exp() * (log_q - log_r)).sum(1).mean())  # KL(q(c|x) || p(c|x'))
+    assert by_hand > 1e-3
+    assert float(both) == pytest.approx(float(only_q) + by_hand, rel=1e-4)
+    flow_params = list(model.flows.parameters())
+    assert all(g is None for g in torch.autograd.grad(only_q, flow_params, allow_unused=True))
+    grads = torch.autograd.grad(both, flow_params, allow_unused=True)
+    assert any(g is not None and float(g.abs().max()) > 0 for g in grads)
+
+
 def test_consistency_trains_q_toward_invariance():
     x, _ = make_toy("gaussian mixture", 400, components=3, seed=0)
     xt = torch.as_tensor(x)

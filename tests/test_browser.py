@@ -10,7 +10,9 @@ from browser import (
     SESSION_RUNS,
     live_updates,
     load_figures,
+    metric,
     open_sessions,
+    poll,
     run_meta,
     step_counter,
     streamlit_server,
@@ -158,9 +160,12 @@ def test_eight_sessions_train_at_once_each_sees_its_own_run(browser):
     the server is busy; closing the tabs ends every worker."""
     with streamlit_server({"VMONF_MAX_JOBS": "8"}) as (url, proc):
         pages = open_sessions(browser, url, 8)
+        if not poll(lambda: all(run_meta(p).get("step") for p in pages), 240):
+            waiting = {i: metric(p, "state") for i, p in enumerate(pages) if not run_meta(p).get("step")}
+            raise AssertionError(f"no frame within 240 s in sessions (state shown): {waiting}; "
+                                 f"{len(worker_pids(proc.pid))} workers")
         for i, page in enumerate(pages):
             ds, k = SESSION_RUNS[i]
-            wait_until(lambda page=page: run_meta(page).get("step"), timeout=240)
             assert (run_meta(page)["dataset"], run_meta(page)["k"]) == (ds, k), f"session {i} shows another run"
         assert len(worker_pids(proc.pid)) == 8
         extra = open_sessions(browser, url, 1, first=8)  # a 9th session

@@ -79,6 +79,8 @@ class VMoNF:
         share_weights: one RealNVP conditioner per layer shared by all components, plus a component embedding.
         consistency: weight of the consistency term KL(q(c|x) || q(c|x')); ``fit(..., X_perturbed=...)``
             gives the perturbed copies x', else x' = x + ``consistency_noise`` x std x Gaussian noise.
+        consistency_flows: add KL(q(c|x) || p(c|x')) to it, so the flows (not only q) must give a point
+            and its perturbed copy the same component (the variant that helped on MNIST).
         prune_below: remove components whose share of the points falls below this during training.
         weight_entropy: annihilation pressure, ``weight_entropy x H(pi)`` added to the loss (needs
             ``learn_prior=True``): the weights concentrate and redundant components shrink.
@@ -89,7 +91,7 @@ class VMoNF:
                  init: InitMethod = "auto", temperature_decay: float = 0.0, label_weight: float = 1.0,
                  val_fraction: float = 0.1, seed: int = 0, device: str = "auto", depths: tuple[int, ...] | None = None,
                  share_weights: bool = False, consistency: float = 0.0, consistency_noise: float = 0.1,
-                 prune_below: float = 0.0, weight_entropy: float = 0.0):
+                 consistency_flows: bool = True, prune_below: float = 0.0, weight_entropy: float = 0.0):
         self.n_components, self.depth, self.hidden, self.flow = n_components, depth, hidden, flow
         self.learn_prior, self.batch_size, self.max_steps, self.lr = learn_prior, batch_size, max_steps, lr
         self.init, self.temperature_decay, self.label_weight = init, temperature_decay, label_weight
@@ -97,6 +99,7 @@ class VMoNF:
         self.depths, self.share_weights, self.prune_below = depths, share_weights, prune_below
         self.weight_entropy = weight_entropy
         self.consistency, self.consistency_noise = consistency, consistency_noise
+        self.consistency_flows = consistency_flows
 
     # -- configuration ----------------------------------------------------------------------------
     def _configs(self, dim: int) -> tuple[ModelConfig, TrainConfig]:
@@ -105,8 +108,8 @@ class VMoNF:
         tc = TrainConfig(lr=self.lr, batch_size=self.batch_size, seed=self.seed, init=self.init,
                          temperature_decay=self.temperature_decay, label_weight=self.label_weight,
                          init_steps=min(TrainConfig.init_steps, max(self.max_steps, 0)), consistency=self.consistency,
-                         consistency_noise=self.consistency_noise, prune_below=self.prune_below,
-                         weight_entropy=self.weight_entropy)
+                         consistency_noise=self.consistency_noise, consistency_flows=self.consistency_flows,
+                         prune_below=self.prune_below, weight_entropy=self.weight_entropy)
         mc.validate()
         tc.validate()
         if self.max_steps < 0:

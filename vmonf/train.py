@@ -51,6 +51,7 @@ class TrainConfig:
     # Beyond the paper (issue 7; docs/BEYOND.md has what each one measured):
     consistency: float = 0.0  # weight of KL(q(c|x) || q(c|x')) for perturbed copies x' of x; 0 disables
     consistency_noise: float = 0.1  # x' = x + this * std * N(0, I) when no perturbed copies are given
+    consistency_flows: bool = True  # ... and KL(q(c|x) || p(c|x')): the flows must agree too (see model)
     prune_below: float = 0.0  # remove components whose share of the points, mean q(c|x), falls below this
     prune_every: int = 100  # steps between those checks (after the q hold)
     # Annihilation pressure: adds this x H(pi) to the loss (with a learned prior), so the mixture weights
@@ -249,7 +250,7 @@ class Trainer:
             loss = loss - self.config.weight_entropy * expect(log_pi.exp(), log_pi)
         if self.config.consistency and not hold:
             loss = loss + self.config.consistency * self.model.consistency_loss(
-                self.x[idx], self.perturb(idx), self.temperature())
+                self.x[idx], self.perturb(idx), self.temperature(), flows=self.config.consistency_flows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)

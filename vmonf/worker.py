@@ -86,7 +86,7 @@ class Session:
     def __init__(self, spec: JobSpec, out: BinaryIO):
         import torch
 
-        from vmonf.data import Dataset, load_dataset, pick_labels
+        from vmonf.data import Dataset, augmented_features, load_dataset, pick_labels
         from vmonf.model import ModelConfig
         from vmonf.snapshot import make_view
         from vmonf.train import TrainConfig, resolve_device, start_training
@@ -107,9 +107,13 @@ class Session:
         if spec.n_components > len(x):
             raise ValueError(f"K={spec.n_components} is more than the {len(x)} data points.")
         labels = None if y is None else pick_labels(y, spec.labelled_per_class, spec.data_seed, spec.n_components)
+        config = TrainConfig(**spec.train)
+        # Images are perturbed by shifts and rotations of their pixels (4 copies, made once); 2-D points by noise.
+        perturbed = augmented_features(data, copies=4, seed=spec.data_seed) if (
+            config.consistency and data.image_shape is not None) else None
         self.event("initializing", message="Choosing a starting point for the components...")
-        result = start_training(x, labels, ModelConfig(spec.n_components, x.shape[1], **spec.model),
-                                TrainConfig(**spec.train), device=self.device, val_fraction=spec.val_fraction)
+        result = start_training(x, labels, ModelConfig(spec.n_components, x.shape[1], **spec.model), config,
+                                device=self.device, val_fraction=spec.val_fraction, x_perturbed=perturbed)
         self.trainer = result.trainer
         self.init_method = result.init_method
         to_images = data.to_images if data.image_shape else None
