@@ -4,7 +4,10 @@ Data: scikit-learn digits (K=10), the 5,000 embedded MNIST digits (K=10), and th
 MNIST digits 0-4 (K=5). Also semi-supervised MNIST-5k with 10 labels per class. Prints Hungarian
 accuracy, NMI and ARI, median over seeds (and the spread).
 
-    python bench/images.py [--seeds 3] [--steps 1500] [--pca 16]
+    python bench/images.py [--seeds 3] [--steps 1500] [--pca 16] [--consistency 5]
+
+``--consistency L`` adds a row: VMoNF with the consistency term of weight L (shifted and rotated copies of
+the images, on q and on the flows; docs/BEYOND.md).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
 
 from vmonf import VMoNF
-from vmonf.data import load_dataset
+from vmonf.data import augmented_features, load_dataset
 from vmonf.metrics import clustering_scores
 
 SETTINGS = {  # name: (data set, classes, K, labels per class)
@@ -46,14 +49,16 @@ def main() -> None:
     parser.add_argument("--pca", type=int, default=16)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--consistency", type=float, default=0.0, help="also run VMoNF with this consistency weight")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"PCA {args.pca}, depth {args.depth}, hidden {args.hidden}, {args.steps} steps, {args.seeds} seeds; "
           "accuracy / NMI / ARI as median [min-max]")
     print(f"{'setting':<28}{'method':<10}{'accuracy':>20}{'NMI':>20}{'ARI':>20}{'seconds':>9}")
     for name, (dataset, classes, k, n_lab) in SETTINGS.items():
-        results: dict[str, list[dict]] = {"VMoNF": [], "KMeans": [], "GMM": []}
-        seconds = []
+        results: dict[str, list[dict]] = {"VMoNF": [], **({"+cons.": []} if args.consistency else {}),
+                                          "KMeans": [], "GMM": []}
+        seconds: dict[str, list[float]] = {"VMoNF": [], "+cons.": []}
         for seed in range(args.seeds):
             data = load_dataset(dataset, pca=args.pca, classes=classes, seed=seed)
             x, y = data.x, data.y
@@ -63,18 +68,22 @@ def main() -> None:
                 labels = np.full_like(y, -1)
                 for c in range(k):
                     labels[rng.permutation(np.flatnonzero(y == c))[:n_lab]] = c
-            t0 = time.perf_counter()
-            est = VMoNF(k, depth=args.depth, hidden=args.hidden, max_steps=args.steps, lr=1e-3, batch_size=256,
-                        init="kmeans" if labels is None else "auto", seed=seed).fit(x, labels)
-            seconds.append(time.perf_counter() - t0)
             mask = labels < 0 if labels is not None else np.ones(len(y), bool)
-            results["VMoNF"].append(clustering_scores(y[mask], est.predict(x)[mask]))
+            for method in [m for m in results if m in seconds]:
+                t0 = time.perf_counter()
+                cons = args.consistency if method == "+cons." else 0.0
+                copies = augmented_features(data, copies=4, seed=seed) if cons else None
+                est = VMoNF(k, depth=args.depth, hidden=args.hidden, max_steps=args.steps, lr=1e-3, batch_size=256,
+                            init="kmeans" if labels is None else "auto", seed=seed, consistency=cons
+                            ).fit(x, labels, X_perturbed=copies)
+                seconds[method].append(time.perf_counter() - t0)
+                results[method].append(clustering_scores(y[mask], est.predict(x)[mask]))
             results["KMeans"].append(clustering_scores(y[mask], KMeans(k, n_init=10, random_state=seed)
                                                        .fit_predict(x)[mask]))
             results["GMM"].append(clustering_scores(y[mask], GaussianMixture(k, n_init=3, random_state=seed)
                                                     .fit(x).predict(x)[mask]))
         for method, rows in results.items():
-            t = f"{np.median(seconds):>9.1f}" if method == "VMoNF" else ""
+            t = f"{np.median(seconds[method]):>9.1f}" if seconds.get(method) else ""
             print(f"{name:<28}{method:<10}{fmt([r['accuracy'] for r in rows]):>20}{fmt([r['nmi'] for r in rows]):>20}"
                   f"{fmt([r['ari'] for r in rows]):>20}{t}", flush=True)
 

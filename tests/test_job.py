@@ -75,6 +75,25 @@ def test_concurrency_cap(monkeypatch):
     second.stop()
 
 
+def test_a_failed_start_says_why_and_gives_its_slot_back(monkeypatch):
+    import subprocess
+    import threading
+
+    monkeypatch.setattr(jobmod, "_slots", threading.BoundedSemaphore(1))
+
+    def no_process(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    with monkeypatch.context() as m:
+        m.setattr(subprocess, "Popen", no_process)
+        job = started()
+    assert job.state == "error" and "Too many open files" in job.message and not job.alive
+    assert not jobmod.live_jobs()
+    second = started()  # the only slot is free again
+    assert second.wait_for(lambda j: j.latest() is not None)
+    second.stop()
+
+
 def snap(step: int) -> Snapshot:
     return Snapshot.create({"step": step}, {"a": np.arange(3.0) * step})
 
