@@ -130,7 +130,8 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
         st.caption("Options the paper lists as future work. Off by default; docs/BEYOND.md has what each measured.")
         consistency = st.select_slider(
             "consistency weight", [0.0, 0.5, 1.0, 2.0, 5.0], 0.0, key="toy_consistency",
-            help="Penalise q(c|x) for changing when x is nudged by a little noise (0 = off).")
+            help="Penalise the model (q(c|x) and the flows' own responsibilities) for changing its mind when x "
+                 "is nudged by a little noise (0 = off). It paid off on images (the images page has it too).")
         share = st.toggle("share weights between components", key="toy_share",
                           help="One set of flow networks for all components, each told apart by a small learned "
                                "embedding: far fewer parameters.")
