@@ -82,7 +82,7 @@ def settings_ui() -> tuple[str, JobSpec]:
         format_func=lambda v: "off" if v == 0 else f"{v:g}",
         help="Beyond the paper: penalise the model for changing its mind about an image when it is shifted by "
              "up to 2 pixels or rotated by up to 12°. On MNIST-5k it lifted accuracy above a Gaussian mixture "
-             "(docs/BEYOND.md). Training takes about 1.5x as long per step.")
+             "(docs/BEYOND.md). Training takes about 1.5–2x as long.")
     train = {"lr": lr, "batch_size": 256, "seed": int(seed), "init": "kmeans"}
     if consistency:
         train["consistency"] = consistency

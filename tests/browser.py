@@ -24,9 +24,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-#: Lines the server must never log during a browser test: a traceback, or a deprecated Streamlit call (each
+#: Lines the server must never log during a browser test: a traceback or stack, or a deprecated Streamlit call (each
 #: call logs a warning on every script run; the log filled up, see ``streamlit_server``).
-BAD_LOG_LINES = ("Traceback", "deprecat", "will be removed", "please replace")
+BAD_LOG_LINES = ("Traceback", "Stack (most recent call last)", "deprecat", "will be removed", "please replace")
 
 
 @contextlib.contextmanager

@@ -160,9 +160,10 @@ def test_eight_sessions_train_at_once_each_sees_its_own_run(browser):
     the server is busy; closing the tabs ends every worker."""
     with streamlit_server({"VMONF_MAX_JOBS": "8"}) as (url, proc):
         pages = open_sessions(browser, url, 8)
-        if not poll(lambda: all(run_meta(p).get("step") for p in pages), 240):
+        # Here all 8 pages draw within ~65 s; CI machines have been up to 2x slower and noisier.
+        if not poll(lambda: all(run_meta(p).get("step") for p in pages), 360):
             waiting = {i: metric(p, "state") for i, p in enumerate(pages) if not run_meta(p).get("step")}
-            raise AssertionError(f"no frame within 240 s in sessions (state shown): {waiting}; "
+            raise AssertionError(f"no frame within 360 s in sessions (state shown): {waiting}; "
                                  f"{len(worker_pids(proc.pid))} workers")
         for i, page in enumerate(pages):
             ds, k = SESSION_RUNS[i]
