@@ -102,9 +102,7 @@ class TrainingJob:
                     self._proc.kill()
                     self._proc.wait()
                     self._proc = None
-                self._has_slot = False  # give the slot back: a failed start must never hold one for good
-                _live.discard(self)
-                _slots.release()
+                self._release_locked()  # a failed start must never hold a slot for good
                 return
             self._thread = threading.Thread(target=self._relay, name="vmonf-training", daemon=True)
             self._thread.start()
@@ -160,10 +158,13 @@ class TrainingJob:
 
     def _release(self) -> None:
         with self._lock:
-            if self._has_slot:
-                self._has_slot = False
-                _live.discard(self)
-                _slots.release()
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        if self._has_slot:
+            self._has_slot = False
+            _live.discard(self)
+            _slots.release()
 
     # -- status -----------------------------------------------------------------------------------
     @property

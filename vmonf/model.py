@@ -152,10 +152,10 @@ class VMoNFModel(nn.Module):
         """
         target = self.posterior_log_probs(x, temperature).detach()
         p = target.exp()
-        moved = self.posterior_log_probs(x_perturbed, temperature)
-        kl = expect(p, target) - expect(p, moved)
+        neg_entropy = expect(p, target)
+        kl = neg_entropy - expect(p, self.posterior_log_probs(x_perturbed, temperature))
         if flows:
-            kl = kl + expect(p, target) - expect(p, torch.log_softmax(self.log_joint(x_perturbed), dim=-1))
+            kl = kl + neg_entropy - expect(p, torch.log_softmax(self.log_joint(x_perturbed), dim=-1))
         return kl.mean()
 
     def log_joint(self, x: Tensor) -> Tensor:
