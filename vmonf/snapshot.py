@@ -260,4 +260,3 @@ def append_bounded(history: list[dict], row: dict, limit: int) -> list[dict]:
     """
     history.append(row)
     return history[::2] if len(history) > limit else history
-
