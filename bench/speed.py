@@ -4,7 +4,10 @@ Compares, in one run and on the same data: our batched flows (weights with a lea
 own flows built one per component in a Python loop, and mixtures of zuko and normflows RealNVP flows
 of the same architecture (depth 4, hidden 64). All share the same posterior network and exact ELBO.
 
-    python bench/speed.py [--threads 2] [--seconds 3]
+    python bench/speed.py [--threads 2] [--seconds 3] [--default-malloc]
+
+Every contender runs in this one process, so all of them get the allocator setting that vmonf's Trainer
+applies (``vmonf.train.keep_freed_memory``) unless ``--default-malloc`` is given.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from torch import nn
 from vmonf.data import make_toy
 from vmonf.flows import ComponentFlows
 from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.train import make_adam
+from vmonf.train import keep_freed_memory, make_adam
 
 DEPTH, HIDDEN, BATCH = 4, 64, 512
 
@@ -98,13 +101,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per configuration")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc at its defaults (freed activations go back to the OS)")
     args = parser.parse_args()
+    malloc = "default" if args.default_malloc else ("kept" if keep_freed_memory() else "default (no mallopt)")
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     x = torch.as_tensor(make_toy("pinwheel", 4096, seed=0)[0])
     builders = {"vmonf batched": ours, "vmonf flows in a loop": ours_loop, "zuko loop": zuko_loop,
                 "normflows loop": normflows_loop}
-    print(f"torch {torch.__version__}, {args.threads} thread(s), depth {DEPTH}, hidden {HIDDEN}, batch {BATCH}")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), depth {DEPTH}, hidden {HIDDEN}, batch {BATCH}, "
+          f"freed memory: {malloc}")
     print(f"{'K':>3} " + " ".join(f"{name:>22}" for name in builders) + "   batched/zuko  batched/normflows")
     results = {}
     for k in args.ks:

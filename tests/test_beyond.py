@@ -38,7 +38,7 @@ def test_consistency_on_the_flows_adds_their_kl_and_reaches_them():
         log_q, log_r = model.posterior_log_probs(x), torch.log_softmax(model.log_joint(x2), dim=1)
         by_hand = float((log_q.exp() * (log_q - log_r)).sum(1).mean())  # KL(q(c|x) || p(c|x'))
     assert by_hand > 1e-3
-    assert float(both) == pytest.approx(float(only_q) + by_hand, rel=1e-4)
+    assert both.item() == pytest.approx(only_q.item() + by_hand, rel=1e-4)
     flow_params = list(model.flows.parameters())
     assert all(g is None for g in torch.autograd.grad(only_q, flow_params, allow_unused=True))
     grads = torch.autograd.grad(both, flow_params, allow_unused=True)

@@ -17,6 +17,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from vmonf.fused import coupling_plan, coupling_stack
+
 FlowType = Literal["realnvp", "maf"]
 
 #: Bound of the log-scale, ``s = c * tanh(s_raw / c)``. Keeps exp(s) in [e^-c, e^c].
@@ -137,6 +139,8 @@ class AffineCoupling(nn.Module):
         # active[k] = 0 makes this block the identity for component k (components of uneven depth).
         self.register_buffer("active", None if active is None else active.view(-1, 1, 1).float())
         self.net = (shared_mlp if shared else batched_mlp)(k, d, hidden, 2 * d)
+        for name, idx in zip(("pass_idx", "trans_idx", "out_idx"), coupling_plan(mask), strict=True):
+            self.register_buffer(name, idx, persistent=False)  # for the fused path (vmonf/fused.py)
 
     def _scale_shift(self, x_masked: Tensor) -> tuple[Tensor, Tensor]:
         s, t = self.net(x_masked).chunk(2, dim=-1)
@@ -243,6 +247,8 @@ class ComponentFlows(nn.Module):
         else:
             raise ValueError(f"flow must be 'realnvp' or 'maf', got {flow!r}")
         self.blocks = nn.ModuleList(blocks)
+        # Plain per-component affine couplings run as one hand-differentiated node (vmonf/fused.py).
+        self.fused = flow == "realnvp" and not shared and depths is None
 
     def parameter_counts(self) -> tuple[list[int], int]:
         """``(per_component, shared)``: parameters that belong to one component (counted only in the blocks
@@ -267,6 +273,20 @@ class ComponentFlows(nn.Module):
         """Map ``x`` of shape ``(N, D)`` or ``(K, N, D)`` to base space through every component."""
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.k, -1, -1)
+        if self.fused:
+            z_t, logdet = self._forward_fused(x)
+            return z_t.transpose(1, 2), logdet
+        return self.forward_modules(x)
+
+    def _forward_fused(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The fused forward of ``x`` ``(K, N, D)``: ``z`` transposed to ``(K, D, N)``, and the log-det."""
+        plan = tuple((b.pass_idx, b.trans_idx, b.out_idx) for b in self.blocks)
+        weights = [p for block in self.blocks for layer in block.net[::2] for p in (layer.weight, layer.bias)]
+        return coupling_stack(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale, weights)
+
+    def forward_modules(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` through the modules one by one (autograd records every operation); ``x`` is
+        ``(K, N, D)``. The fused path must agree with it (tests/test_flows.py)."""
         z, total = self.affine(x)
         for block in self.blocks:
             z, ld = block(z)
@@ -284,6 +304,12 @@ class ComponentFlows(nn.Module):
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p(x | c=k)`` for every point and component, shape ``(N, K)``."""
+        if self.fused:  # sum over the dims of z^T's rows: no strided reduction
+            if x.dim() == 2:
+                x = x.unsqueeze(0).expand(self.k, -1, -1)
+            z_t, logdet = self._forward_fused(x)
+            base = -0.5 * (z_t**2).sum(1) - 0.5 * self.d * math.log(2 * math.pi)
+            return (base + logdet).transpose(0, 1)
         z, logdet = self.forward(x)
         base = -0.5 * (z**2).sum(-1) - 0.5 * self.d * math.log(2 * math.pi)
         return (base + logdet).transpose(0, 1)

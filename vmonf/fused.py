@@ -1,0 +1,109 @@
+"""A RealNVP stack's forward pass and its gradient written out by hand, as one autograd node.
+
+:class:`~vmonf.flows.ComponentFlows` uses it for ``x -> (z, log|det J|)`` whenever its blocks are plain
+affine couplings with per-component conditioners (the default). It computes what the modules compute
+(tests/test_flows.py compares values and gradients), faster on a CPU (``bench/speed.py``) because:
+
+- points run along the last axis: tensors are ``(K, D, N)``, not ``(K, N, D)``. With the few dimensions
+  of the toy sets, every per-dimension slice, sum and elementwise op then works on long contiguous rows;
+  in the ``(K, N, D)`` layout ``tanh`` of a strided ``(10, 512, 2)`` slice took 82 µs against 4 µs
+  contiguous, and a sum over a last axis of size 2 took 22 µs;
+- a coupling only computes what it uses: the conditioner reads the pass-through dimensions and outputs
+  the scale and shift of the transformed ones (the module path masks the rest to zero);
+- the stack is one autograd node, updating temporaries in place where the backward pass allows.
+
+Sampling (``inverse``) and the other block types keep the module path. Double backward is not supported.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+_tanh_backward = torch.ops.aten.tanh_backward  # grad * (1 - y^2), given y = tanh(a)
+
+
+class _CouplingStack(torch.autograd.Function):
+    """``(x, plan, bound, loc, log_scale, *[W1, b1, W2, b2, W3, b3] per coupling) -> (z^T, logabsdet)``.
+
+    ``x`` is ``(K, N, D)``; ``z^T`` comes back as ``(K, D, N)``. ``plan`` holds, per coupling, the indices
+    of the pass-through dims ``c``, of the transformed dims ``t``, and of the conditioner outputs used
+    ``(t, D + t)`` (scale and shift of each transformed dim). ``bound`` is the soft-clamp bound.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, loc: Tensor,
+                log_scale: Tensor, *weights: Tensor) -> tuple[Tensor, Tensor]:
+        inv_scale = torch.exp(-log_scale).transpose(1, 2)  # (K, D, 1)
+        z = (x.transpose(1, 2) - loc.transpose(1, 2)).contiguous().mul_(inv_scale)  # (K, D, N), a new tensor
+        logdet = (-log_scale.sum(-1)).expand(x.shape[:2]).contiguous()  # (K, N)
+        saved = [z]
+        for i, (c, t, outs) in enumerate(plan):
+            w1, b1, w2, b2, w3, b3 = weights[6 * i: 6 * i + 6]
+            z_c, z_t = z.index_select(1, c), z.index_select(1, t)
+            h1 = torch.bmm(w1.index_select(1, c).transpose(1, 2), z_c).add_(b1.transpose(1, 2)).tanh_()
+            h2 = torch.bmm(w2.transpose(1, 2), h1).add_(b2.transpose(1, 2)).tanh_()
+            out = torch.bmm(w3.index_select(2, outs).transpose(1, 2), h2).add_(b3.index_select(2, outs).transpose(1, 2))
+            th = out[:, : len(t)].mul_(1.0 / bound).tanh_()  # s = bound * tanh(raw / bound)
+            log_s = th * bound
+            logdet.add_(log_s.sum(1))
+            exp_s = log_s.exp_()
+            z = z.index_copy(1, t, torch.addcmul(out[:, len(t):], z_t, exp_s))
+            saved += [z_c, z_t, h1, h2, th, exp_s]
+        ctx.plan, ctx.bound, ctx.x_shape = plan, bound, x.shape
+        ctx.save_for_backward(inv_scale, *saved, *weights)
+        return z, logdet
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_z: Tensor | None, grad_logdet: Tensor | None):
+        plan = ctx.plan
+        inv_scale, z0, *rest = ctx.saved_tensors
+        n = len(plan)
+        acts, weights = rest[: 6 * n], rest[6 * n:]
+        g = torch.zeros_like(z0) if grad_z is None else grad_z.contiguous()  # (K, D, N)
+        g_ld = z0.new_zeros(z0.shape[0], z0.shape[2]) if grad_logdet is None else grad_logdet  # (K, N)
+        grads: list[Tensor] = [None] * (6 * n)  # type: ignore[list-item]
+        for i in reversed(range(n)):
+            c, t, outs = plan[i]
+            z_c, z_t, h1, h2, th, exp_s = acts[6 * i: 6 * i + 6]
+            w1, b1, w2, b2, w3, b3 = weights[6 * i: 6 * i + 6]
+            g_t = g.index_select(1, t)
+            g_direct = g_t * exp_s  # through z_t * exp(s)
+            # d/ds of z_t * exp(s) + s (the log-det), then through s = bound * tanh(raw / bound)
+            g_raw = torch.addcmul(g_ld.unsqueeze(1), g_direct, z_t).mul_(1.0 - th * th)
+            g_out = torch.cat([g_raw, g_t], dim=1)  # (K, 2 dt, N)
+            w1_c, w3_o = w1.index_select(1, c), w3.index_select(2, outs)
+            g_a2 = _tanh_backward(torch.bmm(w3_o, g_out), h2)
+            g_a1 = _tanh_backward(torch.bmm(w2, g_a2), h1)
+            grads[6 * i: 6 * i + 6] = [
+                torch.zeros_like(w1).index_copy_(1, c, torch.bmm(z_c, g_a1.transpose(1, 2))),
+                g_a1.sum(2).unsqueeze(1),
+                torch.bmm(h1, g_a2.transpose(1, 2)), g_a2.sum(2).unsqueeze(1),
+                torch.zeros_like(w3).index_copy_(2, outs, torch.bmm(g_out, h2.transpose(1, 2)).transpose(1, 2)),
+                torch.zeros_like(b3).index_copy_(2, outs, g_out.sum(2).unsqueeze(1)),
+            ]
+            g = g.index_copy(1, t, g_direct).index_add_(1, c, torch.bmm(w1_c, g_a1))
+        # z0 = (x - loc) * exp(-log_scale), logdet0 = -sum(log_scale)
+        g_x = g * inv_scale  # (K, D, N)
+        g_loc = -g_x.sum(2).unsqueeze(1)
+        g_log_scale = (-(g * z0).sum(2) - g_ld.sum(1, keepdim=True)).unsqueeze(1)
+        g_x = g_x.transpose(1, 2) if ctx.needs_input_grad[0] else None
+        return g_x, None, None, g_loc, g_log_scale, *grads
+
+
+def coupling_stack(x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, loc: Tensor,
+                   log_scale: Tensor, weights: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Elementwise affine then one affine coupling per ``plan`` entry, as one autograd node.
+
+    Returns ``z`` transposed, ``(K, D, N)``, and the log-determinant ``(K, N)``; see the module doc.
+    """
+    return _CouplingStack.apply(x, plan, bound, loc, log_scale, *weights)
+
+
+def coupling_plan(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Indices ``(pass-through dims, transformed dims, conditioner outputs used)`` of a 0/1 coupling mask."""
+    c = torch.nonzero(mask > 0.5).flatten()
+    t = torch.nonzero(mask < 0.5).flatten()
+    return c, t, torch.cat([t, t + len(mask)])
