@@ -39,18 +39,23 @@ class _CouplingStack(torch.autograd.Function):
         z = (x.transpose(1, 2) - loc.transpose(1, 2)).contiguous().mul_(inv_scale)  # (K, D, N), a new tensor
         logdet = (-log_scale.sum(-1)).expand(x.shape[:2]).contiguous()  # (K, N)
         saved = [z]
+        ones = z.new_ones(z.shape[0], 1, z.shape[2])
         for i, (c, t, outs) in enumerate(plan):
             w1, b1, w2, b2, w3, b3 = weights[6 * i: 6 * i + 6]
-            z_c, z_t = z.index_select(1, c), z.index_select(1, t)
-            h1 = torch.bmm(w1.index_select(1, c).transpose(1, 2), z_c).add_(b1.transpose(1, 2)).tanh_()
+            # The first layer's bias rides in its product: a row of ones under z_c, b1 under W1's used rows.
+            z_c1 = torch.cat([z.index_select(1, c), ones], dim=1)  # (K, dc + 1, N)
+            w1_c1 = torch.cat([w1.index_select(1, c), b1], dim=1)  # (K, dc + 1, H)
+            z_t = z.index_select(1, t)
+            h1 = torch.bmm(w1_c1.transpose(1, 2), z_c1).tanh_()
             h2 = torch.bmm(w2.transpose(1, 2), h1).add_(b2.transpose(1, 2)).tanh_()
-            out = torch.bmm(w3.index_select(2, outs).transpose(1, 2), h2).add_(b3.index_select(2, outs).transpose(1, 2))
+            w3_o = w3.index_select(2, outs)  # (K, H, 2 dt)
+            out = torch.bmm(w3_o.transpose(1, 2), h2).add_(b3.index_select(2, outs).transpose(1, 2))
             th = out[:, : len(t)].mul_(1.0 / bound).tanh_()  # s = bound * tanh(raw / bound)
             log_s = th * bound
             logdet.add_(log_s.sum(1))
             exp_s = log_s.exp_()
             z = z.index_copy(1, t, torch.addcmul(out[:, len(t):], z_t, exp_s))
-            saved += [z_c, z_t, h1, h2, th, exp_s]
+            saved += [z_c1, z_t, h1, h2, th, exp_s, w1_c1, w3_o]
         ctx.plan, ctx.bound, ctx.x_shape = plan, bound, x.shape
         ctx.save_for_backward(inv_scale, *saved, *weights)
         return z, logdet
@@ -61,30 +66,30 @@ class _CouplingStack(torch.autograd.Function):
         plan = ctx.plan
         inv_scale, z0, *rest = ctx.saved_tensors
         n = len(plan)
-        acts, weights = rest[: 6 * n], rest[6 * n:]
+        acts, weights = rest[: 8 * n], rest[8 * n:]
         g = torch.zeros_like(z0) if grad_z is None else grad_z.contiguous()  # (K, D, N)
         g_ld = z0.new_zeros(z0.shape[0], z0.shape[2]) if grad_logdet is None else grad_logdet  # (K, N)
         grads: list[Tensor] = [None] * (6 * n)  # type: ignore[list-item]
         for i in reversed(range(n)):
             c, t, outs = plan[i]
-            z_c, z_t, h1, h2, th, exp_s = acts[6 * i: 6 * i + 6]
-            w1, b1, w2, b2, w3, b3 = weights[6 * i: 6 * i + 6]
+            z_c1, z_t, h1, h2, th, exp_s, w1_c1, w3_o = acts[8 * i: 8 * i + 8]
+            w1, _, w2, _, w3, b3 = weights[6 * i: 6 * i + 6]
             g_t = g.index_select(1, t)
             g_direct = g_t * exp_s  # through z_t * exp(s)
             # d/ds of z_t * exp(s) + s (the log-det), then through s = bound * tanh(raw / bound)
             g_raw = torch.addcmul(g_ld.unsqueeze(1), g_direct, z_t).mul_(1.0 - th * th)
             g_out = torch.cat([g_raw, g_t], dim=1)  # (K, 2 dt, N)
-            w1_c, w3_o = w1.index_select(1, c), w3.index_select(2, outs)
             g_a2 = _tanh_backward(torch.bmm(w3_o, g_out), h2)
             g_a1 = _tanh_backward(torch.bmm(w2, g_a2), h1)
+            g_w1_c1 = torch.bmm(z_c1, g_a1.transpose(1, 2))  # (K, dc + 1, H): W1's used rows, then b1
+            dc = len(c)
             grads[6 * i: 6 * i + 6] = [
-                torch.zeros_like(w1).index_copy_(1, c, torch.bmm(z_c, g_a1.transpose(1, 2))),
-                g_a1.sum(2).unsqueeze(1),
+                torch.zeros_like(w1).index_copy_(1, c, g_w1_c1[:, :dc]), g_w1_c1[:, dc:],
                 torch.bmm(h1, g_a2.transpose(1, 2)), g_a2.sum(2).unsqueeze(1),
                 torch.zeros_like(w3).index_copy_(2, outs, torch.bmm(g_out, h2.transpose(1, 2)).transpose(1, 2)),
                 torch.zeros_like(b3).index_copy_(2, outs, g_out.sum(2).unsqueeze(1)),
             ]
-            g = g.index_copy(1, t, g_direct).index_add_(1, c, torch.bmm(w1_c, g_a1))
+            g = g.index_copy(1, t, g_direct).index_add_(1, c, torch.bmm(w1_c1[:, :dc], g_a1))
         # z0 = (x - loc) * exp(-log_scale), logdet0 = -sum(log_scale)
         g_x = g * inv_scale  # (K, D, N)
         g_loc = -g_x.sum(2).unsqueeze(1)
