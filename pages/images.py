@@ -83,9 +83,7 @@ def settings_ui() -> tuple[str, JobSpec]:
         help="Beyond the paper: penalise the model for changing its mind about an image when it is shifted by "
              "up to 2 pixels or rotated by up to 12°. On MNIST-5k it lifted accuracy above a Gaussian mixture "
              "(docs/BEYOND.md). Training takes about 1.5–2x as long.")
-    train = {"lr": lr, "batch_size": 256, "seed": int(seed), "init": "kmeans"}
-    if consistency:
-        train["consistency"] = consistency
+    train = {"lr": lr, "batch_size": 256, "seed": int(seed), "init": "kmeans", "consistency": consistency}
     spec = JobSpec(dataset=name, image_params=image_params, classes=classes, pca=pca, n_components=k,
                    model={"depth": depth, "hidden": hidden, "flow": flow}, labelled_per_class=labels,
                    data_seed=int(seed), train=train,

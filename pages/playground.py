@@ -127,11 +127,14 @@ def parse_depths(text: str, k: int) -> tuple[int, ...] | None:
 def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
     """The paper's future-work options (issue 7), as ModelConfig and TrainConfig fields. All off by default."""
     with st.sidebar.expander("Beyond the paper", icon="🧪"):
-        st.caption("Options the paper lists as future work. Off by default; docs/BEYOND.md has what each measured.")
+        st.caption("Options the paper lists as future work; docs/BEYOND.md has what each measured. "
+                   "Consistency is on by default (it made clustering reliable across seeds); the rest are off.")
         consistency = st.select_slider(
-            "consistency weight", [0.0, 0.5, 1.0, 2.0, 5.0], 0.0, key="toy_consistency",
+            "consistency weight", [0.0, 0.5, 1.0, 2.0, 5.0], 5.0, key="toy_consistency",
+            format_func=lambda v: "off (the paper's ELBO)" if v == 0 else f"{v:g}",
             help="Penalise the model (q(c|x) and the flows' own responsibilities) for changing its mind when x "
-                 "is nudged by a little noise (0 = off). It paid off on images (the images page has it too).")
+                 "is nudged by a little noise. With 5 (the default) pinwheel-5 clustered right on 10 of 10 "
+                 "seeds, against 7 of 10 with it off; steps take ~1.6x as long.")
         share = st.toggle("share weights between components", key="toy_share",
                           help="One set of flow networks for all components, each told apart by a small learned "
                                "embedding: far fewer parameters.")
@@ -157,8 +160,8 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
         model["depths"] = list(depths)
     if prune:
         model["learn_prior"] = True
-    train = {key: v for key, v in (("consistency", consistency), ("prune_below", prune),
-                                   ("weight_entropy", pressure if prune else 0.0)) if v}
+    train = {"consistency": consistency, **{key: v for key, v in (("prune_below", prune),
+                                                                  ("weight_entropy", pressure if prune else 0.0)) if v}}
     return model, train
 
 
