@@ -29,6 +29,22 @@ def test_consistency_is_zero_when_q_ignores_the_perturbation():
     assert float(model.consistency_loss(x, x2)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("flows", [True, False])
+@pytest.mark.parametrize("labelled", [False, True])
+def test_loss_with_consistency_is_the_sum_of_its_parts(flows, labelled):
+    """The training step's one-pass loss (clean and perturbed batch together) equals loss + weight x term."""
+    model = randomize(VMoNFModel(ModelConfig(3, 2))).double()
+    x, x2 = torch.randn(64, 2, dtype=torch.float64), torch.randn(64, 2, dtype=torch.float64)
+    y = torch.where(torch.arange(64) % 4 == 0, torch.arange(64) % 3, -1) if labelled else None
+    together = model.loss(x, y, x_perturbed=x2, consistency=2.5, consistency_flows=flows)
+    apart = model.loss(x, y) + 2.5 * model.consistency_loss(x, x2, flows=flows)
+    assert together.item() == pytest.approx(apart.item(), rel=1e-10)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [torch.autograd.grad(v, params, retain_graph=True) for v in (together, apart)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_consistency_on_the_flows_adds_their_kl_and_reaches_them():
     model = randomize(VMoNFModel(ModelConfig(3, 2)))
     x, x2 = torch.randn(64, 2), torch.randn(64, 2)

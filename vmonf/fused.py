@@ -56,7 +56,7 @@ class _CouplingStack(torch.autograd.Function):
             exp_s = log_s.exp_()
             z = z.index_copy(1, t, torch.addcmul(out[:, len(t):], z_t, exp_s))
             saved += [z_c1, z_t, h1, h2, th, exp_s, w1_c1, w3_o]
-        ctx.plan, ctx.bound, ctx.x_shape = plan, bound, x.shape
+        ctx.plan = plan
         ctx.save_for_backward(inv_scale, *saved, *weights)
         return z, logdet
 

@@ -150,12 +150,17 @@ class VMoNFModel(nn.Module):
         components themselves must agree on a point and its perturbed copy. On MNIST only this variant
         clustered better than a full-covariance GaussianMixture (docs/BEYOND.md).
         """
-        target = self.posterior_log_probs(x, temperature).detach()
+        log_joint = self.log_joint(x_perturbed) if flows else None
+        return self._consistency(self.posterior_log_probs(x, temperature), self.posterior_log_probs(x_perturbed, temperature),
+                                 log_joint)
+
+    def _consistency(self, log_q: Tensor, log_q_perturbed: Tensor, log_joint_perturbed: Tensor | None) -> Tensor:
+        target = log_q.detach()
         p = target.exp()
         neg_entropy = expect(p, target)
-        kl = neg_entropy - expect(p, self.posterior_log_probs(x_perturbed, temperature))
-        if flows:
-            kl = kl + neg_entropy - expect(p, torch.log_softmax(self.log_joint(x_perturbed), dim=-1))
+        kl = neg_entropy - expect(p, log_q_perturbed)
+        if log_joint_perturbed is not None:
+            kl = kl + neg_entropy - expect(p, torch.log_softmax(log_joint_perturbed, dim=-1))
         return kl.mean()
 
     def log_joint(self, x: Tensor) -> Tensor:
@@ -170,12 +175,16 @@ class VMoNFModel(nn.Module):
         """Exact posterior ``p(c|x)``, shape ``(N, K)``; rows sum to 1."""
         return torch.softmax(self.log_joint(x), dim=-1)
 
-    def elbo_terms(self, x: Tensor, log_q: Tensor | None = None, temperature: float = 1.0) -> ElboTerms:
-        """The ELBO and its three parts per point. ``log_q`` overrides the posterior network."""
+    def elbo_terms(self, x: Tensor, log_q: Tensor | None = None, temperature: float = 1.0, *,
+                   component_log_prob: Tensor | None = None) -> ElboTerms:
+        """The ELBO and its three parts per point. ``log_q`` overrides the posterior network, and
+        ``component_log_prob`` (``log p(x|k)``, if already computed) the flows."""
         if log_q is None:
             log_q = self.posterior_log_probs(x, temperature)
+        if component_log_prob is None:
+            component_log_prob = self.component_log_prob(x)
         q = log_q.exp()
-        loglik = (q * self.component_log_prob(x)).sum(-1)
+        loglik = (q * component_log_prob).sum(-1)
         logprior = expect(q, self.log_pi)
         entropy = -expect(q, log_q)
         return ElboTerms(loglik + logprior + entropy, loglik, logprior, entropy)
@@ -186,9 +195,14 @@ class VMoNFModel(nn.Module):
 
     def loss(
         self, x: Tensor, y: Tensor | None = None, *, temperature: float = 1.0, label_weight: float = 1.0,
-        fit_q: bool = True, entropy_bonus: float = 0.0,
+        fit_q: bool = True, entropy_bonus: float = 0.0, x_perturbed: Tensor | None = None,
+        consistency: float = 0.0, consistency_flows: bool = True,
     ) -> Tensor:
         """Negative mean objective. Labelled points (``y >= 0``) pin q to their label.
+
+        With ``x_perturbed`` and ``consistency > 0`` it adds ``consistency *``
+        :meth:`consistency_loss` ``(x, x_perturbed, flows=consistency_flows)``, evaluating the clean and
+        the perturbed batch in one pass through q and the flows (fewer, larger operations).
 
         ``fit_q=False`` holds q fixed (no gradient reaches the posterior network), so the flows fit
         the current assignment first; :class:`~vmonf.train.Trainer` uses it for a short warm-up.
@@ -198,14 +212,28 @@ class VMoNFModel(nn.Module):
         For a labelled point the ELBO term uses ``q = onehot(y)``, i.e. ``log p(x|y) + log pi_y``,
         and a cross-entropy term ``label_weight * -log q(y|x)`` trains the posterior network toward it.
         """
-        log_q = self.posterior_log_probs(x, temperature)
-        if not fit_q:
-            log_q = log_q.detach()
+        n = len(x)
+        extra = None
+        if x_perturbed is not None and consistency:
+            both = torch.cat([x, x_perturbed])
+            log_q_both = self.posterior_log_probs(both, temperature)
+            comp_both = self.component_log_prob(both if consistency_flows else x)
+            log_q, comp = log_q_both[:n], comp_both[:n]
+            log_joint_perturbed = comp_both[n:] + self.log_pi if consistency_flows else None
+            extra = consistency * self._consistency(log_q, log_q_both[n:], log_joint_perturbed)
+        else:
+            log_q, comp = self.posterior_log_probs(x, temperature), self.component_log_prob(x)
+        base = self._objective(x, log_q if fit_q else log_q.detach(), comp, y, label_weight, entropy_bonus)
+        return base if extra is None else base + extra
+
+    def _objective(self, x: Tensor, log_q: Tensor, comp: Tensor, y: Tensor | None, label_weight: float,
+                   entropy_bonus: float) -> Tensor:
+        """:meth:`loss` without the consistency term, from ``log q(c|x)`` and ``log p(x|c)``."""
         if y is None or not bool((y >= 0).any()):
-            terms = self.elbo_terms(x, log_q)
+            terms = self.elbo_terms(x, log_q, component_log_prob=comp)
             return -(terms.elbo + entropy_bonus * terms.entropy).mean()
         labelled = y >= 0
-        log_joint = self.log_joint(x)
+        log_joint = comp + self.log_pi
         elbo_free = expect(log_q.exp(), log_joint) - expect(log_q.exp(), log_q)
         elbo_pinned = log_joint.gather(1, y.clamp_min(0)[:, None]).squeeze(1)
         entropy = -expect(log_q.exp(), log_q)

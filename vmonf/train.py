@@ -275,14 +275,15 @@ class Trainer:
         # While q is held, each flow fits the points the start gave it before q may move them; without
         # this hold, q drifted from a 99 %-correct label-spreading start to ~92 % in 300 steps (two circles).
         hold = self.step_count < self.q_hold_until
-        loss = self.model.loss(self.x[idx], y, temperature=self.temperature(), label_weight=self.config.label_weight,
-                               fit_q=not hold, entropy_bonus=self.entropy_bonus())
+        c = self.config
+        consistent = c.consistency and not hold and self.model.config.n_components > 1  # K=1: always 0
+        loss = self.model.loss(self.x[idx], y, temperature=self.temperature(), label_weight=c.label_weight,
+                               fit_q=not hold, entropy_bonus=self.entropy_bonus(),
+                               x_perturbed=self.perturb(idx) if consistent else None,
+                               consistency=c.consistency if consistent else 0.0, consistency_flows=c.consistency_flows)
         if self.config.weight_entropy:
             log_pi = self.model.log_pi
             loss = loss - self.config.weight_entropy * expect(log_pi.exp(), log_pi)
-        if self.config.consistency and not hold and self.model.config.n_components > 1:  # K=1: always 0
-            loss = loss + self.config.consistency * self.model.consistency_loss(
-                self.x[idx], self.perturb(idx), self.temperature(), flows=self.config.consistency_flows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
