@@ -89,7 +89,9 @@ def train(args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     # Images are perturbed by shifting and rotating the pixels (what helped on MNIST), 2-D data by noise.
-    copies = augmented_features(data, copies=4, seed=args.seed) if args.consistency and data.pixels is not None else None
+    copies = None
+    if args.consistency and data.pixels is not None:
+        copies = augmented_features(data, copies=4, seed=args.seed)
     est.fit(data.x, y_fit, callback=on_progress, X_perturbed=copies)
     seconds = time.perf_counter() - t0
     metrics = {

@@ -151,8 +151,8 @@ class VMoNFModel(nn.Module):
         clustered better than a full-covariance GaussianMixture (docs/BEYOND.md).
         """
         log_joint = self.log_joint(x_perturbed) if flows else None
-        return self._consistency(self.posterior_log_probs(x, temperature), self.posterior_log_probs(x_perturbed, temperature),
-                                 log_joint)
+        log_q, log_q_perturbed = (self.posterior_log_probs(v, temperature) for v in (x, x_perturbed))
+        return self._consistency(log_q, log_q_perturbed, log_joint)
 
     def _consistency(self, log_q: Tensor, log_q_perturbed: Tensor, log_joint_perturbed: Tensor | None) -> Tensor:
         target = log_q.detach()
