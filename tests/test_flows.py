@@ -120,3 +120,13 @@ def test_fused_log_prob_matches_the_modules():
     z, ld = flows.forward_modules(x.expand(K, -1, -1))
     expected = (-0.5 * (z**2).sum(-1) - torch.log(torch.tensor(2 * torch.pi, dtype=torch.float64)) + ld).T
     torch.testing.assert_close(flows.log_prob(x), expected)
+
+
+def test_fused_path_follows_replaced_parameters():
+    flows = randomize(ComponentFlows(K, 2, 2, 8))
+    x = torch.randn(N, 2, dtype=torch.float64)
+    before = flows.log_prob(x)
+    other = randomize(ComponentFlows(K, 2, 2, 8))
+    flows.load_state_dict(other.state_dict(), assign=True)  # new Parameter objects
+    torch.testing.assert_close(flows.log_prob(x), other.log_prob(x))
+    assert not torch.allclose(flows.log_prob(x), before)

@@ -249,10 +249,7 @@ class ComponentFlows(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         # Plain per-component affine couplings run as one hand-differentiated node (vmonf/fused.py).
         self.fused = flow == "realnvp" and not shared and depths is None
-        # Its weights in the order it takes them. The same Parameter objects for the module's life
-        # (``.to()`` and ``load_state_dict`` change them in place; ``deepcopy`` maps the list).
-        self._fused_weights = [p for block in blocks for i in (0, 2, 4)
-                               for p in (block.net[i].weight, block.net[i].bias)] if self.fused else []
+        self._fused_weights: list[Tensor] = []  # its weights in the order it takes them (_fused_parameters)
 
     def parameter_counts(self) -> tuple[list[int], int]:
         """``(per_component, shared)``: parameters that belong to one component (counted only in the blocks
@@ -285,7 +282,15 @@ class ComponentFlows(nn.Module):
     def _forward_fused(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The fused forward of ``x`` ``(K, N, D)``: ``z`` transposed to ``(K, D, N)``, and the log-det."""
         plan = tuple((b.pass_idx, b.trans_idx, b.out_idx) for b in self.blocks)
-        return coupling_stack(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale, self._fused_weights)
+        return coupling_stack(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale, self._fused_parameters())
+
+    def _fused_parameters(self) -> list[Tensor]:
+        """The couplings' weights, listed once (listing them costs ~50 µs a call) and listed again if the
+        Parameter objects were replaced (``load_state_dict(assign=True)``); ``.to()`` keeps them."""
+        if not self._fused_weights or self._fused_weights[0] is not self.blocks[0].net[0].weight:
+            self._fused_weights = [p for block in self.blocks for i in (0, 2, 4)
+                                   for p in (block.net[i].weight, block.net[i].bias)]
+        return self._fused_weights
 
     def forward_modules(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`forward` through the modules one by one (autograd records every operation); ``x`` is
