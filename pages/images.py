@@ -56,7 +56,9 @@ def settings_ui() -> tuple[str, JobSpec]:
                       help="The paper clustered the digits 0–4 with K=5.")
     classes = [0, 1, 2, 3, 4] if subset.startswith("0") else None
     pca = sb.slider("PCA dimensions", 4, 40, 16, key="img_pca",
-                    help="Images are compressed to this many whitened PCA features; flows on raw pixels collapse.")
+                    help="Images are compressed to this many whitened PCA features; flows on raw pixels collapse. "
+                         "Unsupervised, 16 clustered best; with labels, 32 did better (MNIST, 10 labels per class: "
+                         "accuracy 0.907 against 0.875 with consistency; docs/RESULTS.md).")
     sb.header("Model")
     k = sb.slider("components K", 2, 20, 5 if classes else 10, key=f"img_k_{subset}",
                   help="How many flows (clusters). The number of classes is a good start.")
