@@ -133,6 +133,23 @@ def test_cli_train_writes_checkpoint_and_metrics(tmp_path, capsys):
     assert "done in" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("consistency", ["5", "0"])
+def test_cli_perturbs_images_by_shifting_them(tmp_path, monkeypatch, consistency):
+    """On image data the CLI's consistency term gets shifted and rotated copies (what helped on MNIST)."""
+    import vmonf.__main__ as cli
+
+    seen = []
+    monkeypatch.setattr(cli.VMoNF, "fit", lambda self, X, y=None, **kw: seen.append(kw.get("X_perturbed")) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli.train(cli.build_parser().parse_args(["train", "--dataset", "digits", "--consistency", consistency,
+                                                 "--steps", "1", "--out", str(tmp_path)]))
+    copies = seen[0]
+    if consistency == "0":
+        assert copies is None
+    else:
+        assert copies.shape[0] == 4 and copies.shape[1:] == (1797, 16)
+
+
 def test_cli_user_error_is_a_message(tmp_path, capsys):
     assert main(["train", "--components", "0", "--steps", "1", "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
