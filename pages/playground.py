@@ -134,7 +134,7 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
             format_func=lambda v: "off (the paper's ELBO)" if v == 0 else f"{v:g}",
             help="Penalise the model (q(c|x) and the flows' own responsibilities) for changing its mind when x "
                  "is nudged by a little noise. With 5 (the default) pinwheel-5 clustered right on 10 of 10 "
-                 "seeds, against 7 of 10 with it off; steps take ~1.6x as long.")
+                 "seeds, against 7 of 10 with it off; steps take ~1.8x as long.")
         share = st.toggle("share weights between components", key="toy_share",
                           help="One set of flow networks for all components, each told apart by a small learned "
                                "embedding: far fewer parameters.")

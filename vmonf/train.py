@@ -52,7 +52,7 @@ class TrainConfig:
     # Weight of KL(q(c|x) || q(c|x')) (and || p(c|x'), see consistency_flows) for perturbed copies x' of x;
     # 0 disables (the paper's plain objective). On by default because it made toy clustering reliable
     # across seeds: pinwheel-5 ARI >= 0.95 in 10/10 seeds against 7/10 without, moons, pinwheel-3 and
-    # two circles as good or better (bench/quality.py, docs/RESULTS.md); a step costs ~1.6x as much.
+    # two circles as good or better (bench/quality.py, docs/RESULTS.md); a step costs ~1.8x as much.
     consistency: float = 5.0
     consistency_noise: float = 0.1  # x' = x + this * std * N(0, I) when no perturbed copies are given
     consistency_flows: bool = True  # ... and KL(q(c|x) || p(c|x')): the flows must agree too (see model)
