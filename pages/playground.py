@@ -12,6 +12,7 @@ from vmonf import figures
 from vmonf.data import TOY_DATASETS, parse_points_csv
 from vmonf.presets import (
     BATCH_CHOICES,
+    CONSISTENCY_CHOICES,
     DEFAULTS,
     HIDDEN_CHOICES,
     INIT_CHOICES,
@@ -47,7 +48,8 @@ def widget_state(settings: dict) -> dict:
     ds = s["dataset"]
     state = {"toy_dataset": ds, "toy_n": s["n"], "toy_data_seed": s["data_seed"], f"toy_k_{ds}": s["k"],
              "toy_depth": s["depth"], "toy_hidden": s["hidden"], "toy_lr": s["lr"], "toy_batch": s["batch"],
-             "toy_labels": s["labels"], "toy_init": s["init"], "toy_steps": s["steps"], "toy_seed": s["seed"]}
+             "toy_labels": s["labels"], "toy_init": s["init"], "toy_steps": s["steps"], "toy_seed": s["seed"],
+             "toy_consistency": s["consistency"]}
     state.update({f"toy_{ds}_{p}": v for p, v in s["params"].items()})
     return state
 
@@ -130,7 +132,7 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
         st.caption("Options the paper lists as future work; docs/BEYOND.md has what each measured. "
                    "Consistency is on by default (it made clustering reliable across seeds); the rest are off.")
         consistency = st.select_slider(
-            "consistency weight", [0.0, 0.5, 1.0, 2.0, 5.0], 5.0, key="toy_consistency",
+            "consistency weight", CONSISTENCY_CHOICES, DEFAULTS["consistency"], key="toy_consistency",
             format_func=lambda v: "off (the paper's ELBO)" if v == 0 else f"{v:g}",
             help="Penalise the model (q(c|x) and the flows' own responsibilities) for changing its mind when x "
                  "is nudged by a little noise. With 5 (the default) pinwheel-5 clustered right on 10 of 10 "
@@ -238,7 +240,8 @@ def settings_ui() -> JobSpec | None:
     device = sb.selectbox("device", devices(), key="toy_device",
                           help="auto uses a GPU when there is one, otherwise the CPU.")
     settings = dict(dataset=name, n=int(n), data_seed=int(data_seed), params=params, k=k, depth=depth, hidden=hidden,
-                    lr=lr, batch=batch, labels=labels, init=init, steps=steps, seed=int(seed))
+                    lr=lr, batch=batch, labels=labels, init=init, steps=steps, seed=int(seed),
+                    consistency=beyond_train["consistency"])
     if own is not None:
         return JobSpec(dataset="csv", points=own[0], point_labels=own[1], n_components=k, device=device,
                        model={"depth": depth, "hidden": hidden, **beyond_model}, labelled_per_class=labels,

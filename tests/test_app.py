@@ -162,7 +162,7 @@ def test_missing_full_mnist_offers_a_download(app, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("title", list(__import__("vmonf.presets", fromlist=["PRESETS"]).PRESETS))
 def test_every_preset_trains(title):
-    from vmonf.presets import PRESETS
+    from vmonf.presets import DEFAULTS, PRESETS
 
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -170,6 +170,9 @@ def test_every_preset_trains(title):
     assert not at.exception
     preset = PRESETS[title]
     assert at.sidebar.selectbox(key="toy_dataset").value == preset.settings["dataset"]
+    # The paper's failure is shown with the paper's plain ELBO; the others with the default consistency term.
+    expected = preset.settings.get("consistency", DEFAULTS["consistency"])
+    assert at.sidebar.select_slider(key="toy_consistency").value == expected
     assert any(preset.watch in i.value for i in at.info)
     try:
         button(at, "Start").click().run()
@@ -181,9 +184,11 @@ def test_every_preset_trains(title):
 
 def test_shared_link_round_trips_the_settings():
     at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update({"ds": "moons", "k": "3", "depth": "2", "seed": "7", "p_noise": "0.12", "lr": "0.001"})
+    at.query_params.update({"ds": "moons", "k": "3", "depth": "2", "seed": "7", "p_noise": "0.12", "lr": "0.001",
+                            "cons": "0"})
     at.run()
     assert not at.exception
+    assert at.sidebar.select_slider(key="toy_consistency").value == 0.0  # the paper's plain ELBO, as shared
     assert at.sidebar.selectbox(key="toy_dataset").value == "moons"
     assert at.sidebar.slider(key="toy_k_moons").value == 3
     assert at.sidebar.slider(key="toy_depth").value == 2
@@ -192,6 +197,7 @@ def test_shared_link_round_trips_the_settings():
     at.sidebar.slider(key="toy_depth").set_value(5).run()
     q = dict(at.query_params)
     assert q["ds"] in ("moons", ["moons"]) and str(q["depth"]).strip("[]'") == "5"
+    assert str(q["cons"]).strip("[]'") == "0"  # a setting off its default travels with the link
 
 
 def test_bad_link_values_are_named_and_skipped():

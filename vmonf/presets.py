@@ -30,8 +30,8 @@ PRESETS: dict[str, Preset] = {p.title: p for p in [
            dict(dataset="pinwheel", params={"wings": 3, "radial_std": 0.3, "rate": 0.25}, k=3, depth=4)),
     Preset("Two circles, unsupervised (the paper's failure)",
            "The paper's own failure: with the plain start the mixture splits the plane into two halves instead "
-           "of two rings, a bad local optimum.",
-           dict(dataset="two circles", params={"noise": 0.04}, k=2, depth=4, init="random")),
+           "of two rings, a bad local optimum. (The paper's plain ELBO: the consistency term is off.)",
+           dict(dataset="two circles", params={"noise": 0.04}, k=2, depth=4, init="random", consistency=0.0)),
     Preset("Two circles, semi-supervised",
            "32 labelled points per ring (diamonds) are enough to pull each flow onto its own ring.",
            dict(dataset="two circles", params={"noise": 0.04}, k=2, depth=4, n=1088, labels=32)),
@@ -39,12 +39,13 @@ PRESETS: dict[str, Preset] = {p.title: p for p in [
 
 #: Defaults of every setting the playground has (what a fresh page shows).
 DEFAULTS = dict(dataset="pinwheel", n=1000, data_seed=0, params={}, k=5, depth=4, hidden=64, lr=3e-3, batch=512,
-                labels=0, init="auto", steps=0, seed=0)
+                labels=0, init="auto", steps=0, seed=0, consistency=5.0)
 
 LR_CHOICES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 HIDDEN_CHOICES = [16, 32, 64, 128]
 BATCH_CHOICES = [64, 128, 256, 512, 1024]
 INIT_CHOICES = ["auto", "kmeans", "spectral", "ward", "random"]
+CONSISTENCY_CHOICES = [0.0, 0.5, 1.0, 2.0, 5.0]
 # setting: (query name, parser, check) for the scalar settings
 _FIELDS = {
     "n": ("n", int, lambda v: 200 <= v <= 5000),
@@ -58,6 +59,7 @@ _FIELDS = {
     "init": ("init", str, lambda v: v in INIT_CHOICES),
     "steps": ("steps", int, lambda v: 0 <= v <= 20_000),
     "seed": ("seed", int, lambda v: 0 <= v <= 10_000),
+    "consistency": ("cons", float, lambda v: v in CONSISTENCY_CHOICES),
 }
 
 
