@@ -58,6 +58,7 @@ def streamlit_server(env: dict | None = None, strict: bool = True):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("streamlit did not start: " + Path(log.name).read_text()[-2000:]) from None
                 time.sleep(0.3)
+        proc.log_path = log.name  # for failure messages (tests/test_browser.py)
         yield url, proc
         ok = True
     finally:

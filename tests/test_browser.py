@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 from browser import (
@@ -163,8 +164,9 @@ def test_eight_sessions_train_at_once_each_sees_its_own_run(browser):
         # Here all 8 pages draw within ~65 s; CI machines have been up to 2x slower and noisier.
         if not poll(lambda: all(run_meta(p).get("step") for p in pages), 360):
             waiting = {i: metric(p, "state") for i, p in enumerate(pages) if not run_meta(p).get("step")}
+            log = Path(proc.log_path).read_text(errors="replace")[-3000:]
             raise AssertionError(f"no frame within 360 s in sessions (state shown): {waiting}; "
-                                 f"{len(worker_pids(proc.pid))} workers")
+                                 f"{len(worker_pids(proc.pid))} workers; server log tail:\n{log}")
         for i, page in enumerate(pages):
             ds, k = SESSION_RUNS[i]
             assert (run_meta(page)["dataset"], run_meta(page)["k"]) == (ds, k), f"session {i} shows another run"
