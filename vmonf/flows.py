@@ -272,12 +272,15 @@ class ComponentFlows(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Map ``x`` of shape ``(N, D)`` or ``(K, N, D)`` to base space through every component."""
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.k, -1, -1)
+        x = self._per_component(x)
         if self.fused:
             z_t, logdet = self._forward_fused(x)
             return z_t.transpose(1, 2), logdet
         return self.forward_modules(x)
+
+    def _per_component(self, x: Tensor) -> Tensor:
+        """``x`` as ``(K, N, D)``: an ``(N, D)`` batch is shared by every component (a view, no copy)."""
+        return x.unsqueeze(0).expand(self.k, -1, -1) if x.dim() == 2 else x
 
     def _forward_fused(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The fused forward of ``x`` ``(K, N, D)``: ``z`` transposed to ``(K, D, N)``, and the log-det."""
@@ -312,12 +315,12 @@ class ComponentFlows(nn.Module):
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p(x | c=k)`` for every point and component, shape ``(N, K)``."""
-        if self.fused:  # sum over the dims of z^T's rows: no strided reduction
-            if x.dim() == 2:
-                x = x.unsqueeze(0).expand(self.k, -1, -1)
+        x = self._per_component(x)
+        if self.fused:  # sum over the rows of z^T: no strided reduction
             z_t, logdet = self._forward_fused(x)
-            base = -0.5 * (z_t**2).sum(1) - 0.5 * self.d * math.log(2 * math.pi)
-            return (base + logdet).transpose(0, 1)
-        z, logdet = self.forward(x)
-        base = -0.5 * (z**2).sum(-1) - 0.5 * self.d * math.log(2 * math.pi)
+            squared = (z_t**2).sum(1)
+        else:
+            z, logdet = self.forward_modules(x)
+            squared = (z**2).sum(-1)
+        base = -0.5 * squared - 0.5 * self.d * math.log(2 * math.pi)
         return (base + logdet).transpose(0, 1)

@@ -269,36 +269,35 @@ class Trainer:
                 rolled back to the last finite state, which is at most ``rollback_every`` steps old.
         """
         t0 = time.perf_counter()
+        c = self.config
         n = len(self.x)
-        idx = torch.randint(n, (min(self.config.batch_size, n),), generator=self.generator, device=self.x.device)
+        idx = torch.randint(n, (min(c.batch_size, n),), generator=self.generator, device=self.x.device)
         y = None if self.y is None else self.y[idx]
         # While q is held, each flow fits the points the start gave it before q may move them; without
         # this hold, q drifted from a 99 %-correct label-spreading start to ~92 % in 300 steps (two circles).
         hold = self.step_count < self.q_hold_until
-        c = self.config
         consistent = c.consistency and not hold and self.model.config.n_components > 1  # K=1: always 0
         loss = self.model.loss(self.x[idx], y, temperature=self.temperature(), label_weight=c.label_weight,
                                fit_q=not hold, entropy_bonus=self.entropy_bonus(),
                                x_perturbed=self.perturb(idx) if consistent else None,
                                consistency=c.consistency if consistent else 0.0, consistency_flows=c.consistency_flows)
-        if self.config.weight_entropy:
+        if c.weight_entropy:
             log_pi = self.model.log_pi
-            loss = loss - self.config.weight_entropy * expect(log_pi.exp(), log_pi)
+            loss = loss - c.weight_entropy * expect(log_pi.exp(), log_pi)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         if not (torch.isfinite(loss) and torch.isfinite(norm)):
             self._restore(self._good_state)
             raise DivergenceError(
                 f"Training diverged at step {self.step_count} (loss or gradient became NaN/inf). "
-                f"The model was rolled back to its last finite state; lower the learning rate (now {self.config.lr:g})."
+                f"The model was rolled back to its last finite state; lower the learning rate (now {c.lr:g})."
             )
         self.optimizer.step()
         self.step_count += 1
         self.last_loss = float(loss.detach())
-        if self.step_count % self.config.rollback_every == 0:
+        if self.step_count % c.rollback_every == 0:
             self._good_state = self._copy_state()
-        c = self.config
         if c.prune_below and self.step_count > self.q_hold_until and self.step_count % c.prune_every == 0:
             self.prune(c.prune_below)
         if self.x_val is not None and self.step_count % c.eval_every == 0:
