@@ -5,10 +5,13 @@ Only UI files (app.py, pages/, this module) import streamlit; the library in vmo
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,11 @@ from vmonf.snapshot import Snapshot
 from vmonf.worker import JobSpec
 
 STATIC = Path(__file__).resolve().parent / "static"
+
+# `kill -USR1 <server pid>` prints the stack of every thread of the server to its log: for a page that stopped
+# updating or a shutdown that hangs (the browser tests do this when they time out). Once per server process.
+if hasattr(signal, "SIGUSR1"):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 ACTIVE_STATES = ("starting", "initializing", "running", "stepping", "stopping")
 STATE_LABELS = {
     "created": "not started", "starting": "starting the training process…", "initializing": "choosing a start…",
@@ -77,6 +85,7 @@ export default function (component) {
   // cost the browser (and, on one machine, the training) time.
   if (!data || el.__vmonfData === data) { return; }
   el.__vmonfData = data;
+  el.dataset.received = String(Number(el.dataset.received || 0) + 1);  // new frames sent; "updates" counts drawn ones
   const fig = typeof data === "string" ? JSON.parse(data) : data;
   el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
   window.__vmonfPlotly.then(async (Plotly) => {
@@ -125,19 +134,48 @@ def throttled(key: str, seconds: float) -> bool:
 
 
 # -- one set of runs per browser session --------------------------------------------------------------
+#: Seconds a session's runs outlive its connection. Streamlit releases session-scoped resources whenever the
+#: websocket drops (Wi-Fi, a sleeping laptop, a server too busy to answer pings), not only when the tab closes,
+#: and the page then reconnects to the same session: its runs must still be there. A closed tab's runs stop
+#: after this long.
+RECONNECT_GRACE_S = float(os.environ.get("VMONF_RECONNECT_GRACE", "60"))
+
+
 class SessionRuns:
-    """The training jobs of one browser session, by page. Stopped when the tab closes."""
+    """The training jobs of one browser session, by page. Stopped once the session's connection has been gone
+    for :data:`RECONNECT_GRACE_S` seconds."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, TrainingJob] = {}
+        self.seen = time.monotonic()  # the last script run of the session (see session_runs)
+
+    def released(self, grace: float) -> None:
+        """The connection dropped: stop every run unless the session runs again within ``grace`` seconds."""
+        dropped = time.monotonic()
+
+        def check() -> None:
+            if self.seen <= dropped:
+                self.close()
+
+        timer = threading.Timer(grace, check)
+        timer.daemon = True
+        timer.start()
 
     def close(self) -> None:
         stop_all(list(self.jobs.values()), timeout=5)
 
 
-@st.cache_resource(scope="session", on_release=lambda runs: runs.close(), show_spinner=False)
+@st.cache_resource(scope="session", on_release=lambda runs: runs.released(RECONNECT_GRACE_S), show_spinner=False)
+def _connected_runs() -> SessionRuns:
+    # Released on every disconnect, made again on the first run after a reconnect: the runs themselves live in
+    # the session's state, which survives a reconnect.
+    return st.session_state.setdefault("_vmonf_runs", SessionRuns())
+
+
 def session_runs() -> SessionRuns:
-    return SessionRuns()
+    runs = _connected_runs()
+    runs.seen = time.monotonic()
+    return runs
 
 
 def current_job(page: str) -> TrainingJob | None:

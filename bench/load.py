@@ -41,7 +41,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(browser, sessions: int, window: float, nice: str) -> dict:
-    env = {"VMONF_MAX_JOBS": str(sessions), "VMONF_WORKER_NICE": nice}
+    env = {"VMONF_MAX_JOBS": str(sessions), "VMONF_WORKER_NICE": nice, "VMONF_RECONNECT_GRACE": "5"}
     with streamlit_server(env, strict=False) as (url, proc):
         t0 = time.monotonic()
         pages = open_sessions(browser, url, sessions)

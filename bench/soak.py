@@ -101,7 +101,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     rows, problems = [], []
-    with streamlit_server(strict=False) as (url, proc), sync_playwright() as pw:
+    with streamlit_server({"VMONF_RECONNECT_GRACE": "5"}, strict=False) as (url, proc), \
+            sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = open_page(browser, url)
         baseline = server_figures(proc.pid)

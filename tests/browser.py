@@ -90,11 +90,29 @@ def worker_pids(server_pid: int) -> list[int]:
     return out
 
 
+#: An init script that keeps every WebSocket a page opens in ``window.__vmonfSockets`` (see ``drop_connection``).
+TRACK_SOCKETS = ("window.__vmonfSockets = []; window.WebSocket = class extends window.WebSocket { "
+                 "constructor(...args) { super(...args); window.__vmonfSockets.push(this); } };")
+
+
+def drop_connection(page) -> int:
+    """Close the page's websocket to the server, as a network drop would; Streamlit's page then reconnects.
+    The page must have been opened after ``page.add_init_script(TRACK_SOCKETS)``. Returns how many it closed."""
+    return page.evaluate("window.__vmonfSockets.filter(s => s.readyState === WebSocket.OPEN)"
+                         ".map(s => s.close()).length")
+
+
 def live_updates(page) -> list[tuple[int, int]]:
     """``(updates, step)`` of every live chart on the page."""
     return [tuple(v) for v in page.evaluate(
         "Array.from(document.querySelectorAll('.vmonf-live')).map(e => [Number(e.dataset.updates || 0), "
         "Number(e.dataset.step || 0)])")]
+
+
+def frames_received(page) -> list[int]:
+    """New frames each live chart was sent (``live_updates`` counts the ones it finished drawing)."""
+    return page.evaluate("Array.from(document.querySelectorAll('.vmonf-live')).map(e => Number(e.dataset.received "
+                         "|| 0))")
 
 
 def step_counter(page) -> int | None:
