@@ -49,6 +49,19 @@ def test_deterministic_on_cpu():
     np.testing.assert_array_equal(a, b)
 
 
+def test_restarts_keep_the_highest_likelihood_fit(tmp_path):
+    x, _ = make_toy("pinwheel", 400, wings=3, seed=2)
+    kw = dict(depth=2, hidden=16, max_steps=60, consistency=0.0)
+    est = VMoNF(3, n_init=3, seed=4, **kw).fit(x)
+    assert len(est.restart_scores_) == 3 and len(set(est.restart_scores_)) == 3  # three different fits
+    assert est.score(x) == pytest.approx(max(est.restart_scores_), abs=1e-4)  # the kept one is the best
+    # Restart r is the single fit with seed + r.
+    alone = VMoNF(3, n_init=1, seed=5, **kw).fit(x)
+    assert alone.score(x) == pytest.approx(est.restart_scores_[1], abs=1e-4)
+    est.save(tmp_path / "m.pt")
+    assert VMoNF.load(tmp_path / "m.pt").n_init == 3
+
+
 @pytest.mark.parametrize("X, kw, match", [
     ([[0.0, np.nan], [1.0, 2.0], [3.0, 1.0]], {}, "NaN"),
     ([[0.0, np.inf], [1.0, 2.0], [3.0, 1.0]], {}, "NaN or infinite"),
@@ -58,6 +71,8 @@ def test_deterministic_on_cpu():
     (np.random.rand(5, 2), {"n_components": 6}, "more than the 5 samples"),
     (np.random.rand(20, 2), {"depth": 0}, "depth"),
     (np.random.rand(20, 2), {"lr": -1.0}, "lr"),
+    (np.random.rand(20, 2), {"n_init": 0}, "n_init"),
+    (np.random.rand(20, 2), {"n_init": 1.5}, "n_init"),
     (np.random.rand(20, 2), {"device": "cuda:0" if not torch.cuda.is_available() else "nonsense"}, "device"),
 ])
 def test_bad_input_is_refused_clearly(X, kw, match):

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the consistency term (0: the paper's plain ELBO)")
     t.add_argument("--pca", type=int, default=16, help="PCA dimensions (image data sets)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-init", type=int, default=1,
+                   help="independent fits (seeds seed, seed+1, ...); the one with the highest log-likelihood is kept")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models)")
     t.add_argument("--record-every", type=int, default=50, help="steps between recorded frames (2-D data)")
@@ -69,22 +71,25 @@ def train(args: argparse.Namespace) -> dict:
     y_fit = pick_labels(data.y, args.labels, args.seed)
     est = VMoNF(args.components, depth=args.depth, hidden=args.hidden, flow=args.flow, max_steps=args.steps,
                 lr=args.lr, batch_size=args.batch_size, init=args.init, seed=args.seed, device=args.device,
-                consistency=args.consistency)
+                consistency=args.consistency, n_init=args.n_init)
     print(f"training {args.dataset}: {len(data.x)} points, {data.x.shape[1]} dims, K={args.components}", flush=True)
-    recording = Recording(args.max_frames)
+    # One recording and history per restart (--n-init); the kept fit's recording is saved. Each entry
+    # holds its trainer, so no id is reused while the dict lives.
+    runs: dict[int, tuple[object, Recording, list[dict]]] = {}
     view = make_view(data.x, data.y, None if y_fit is None else y_fit >= 0) if data.x.shape[1] == 2 else None
-    history: list[dict] = []
     report_every = max(args.steps // 10, 1)
 
     def on_progress(trainer) -> None:
         step = trainer.step_count
+        _, recording, history = runs.setdefault(id(trainer), (trainer, Recording(args.max_frames), []))
         if view is not None and step % args.record_every < trainer.config.eval_every:
             last = trainer.history[-1] if trainer.history else None
             history.append(last if last is not None and last["step"] == step else trainer.evaluate())
             recording.append(take_snapshot(trainer.model, view, history, {"step": step}, seed=args.seed))
         if step % report_every < trainer.config.eval_every:
             row = trainer.history[-1] if trainer.history else {}
-            print(f"step {step:6d}/{args.steps}  loss {trainer.last_loss:9.3f}  "
+            fit = f"fit {len(runs)}/{args.n_init}  " if args.n_init > 1 else ""
+            print(f"{fit}step {step:6d}/{args.steps}  loss {trainer.last_loss:9.3f}  "
                   f"val log-lik {row.get('val_loglik', float('nan')):9.3f}", flush=True)
 
     t0 = time.perf_counter()
@@ -94,6 +99,7 @@ def train(args: argparse.Namespace) -> dict:
         copies = augmented_features(data, copies=4, seed=args.seed)
     est.fit(data.x, y_fit, callback=on_progress, X_perturbed=copies)
     seconds = time.perf_counter() - t0
+    recording = runs[id(est.trainer_)][1] if id(est.trainer_) in runs else Recording(args.max_frames)
     metrics = {
         "dataset": args.dataset, "components": args.components, "steps": est.n_iter_, "seconds": seconds,
         "init": est.init_, "elbo": est.lower_bound_, "train_loglik": loglik_summary(est.score_samples(data.x)),

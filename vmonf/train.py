@@ -122,10 +122,57 @@ def keep_freed_memory() -> bool:
     return _ALLOCATOR_TUNED
 
 
+class LeanFusedAdam(torch.optim.Adam):
+    """torch's fused Adam, minus the Python bookkeeping it repeats on every step.
+
+    ``torch.optim.Adam.step`` walks every parameter in Python, regroups the tensors by device and dtype,
+    then calls one fused kernel. For the few dozen small tensors of a mixture of flows that walk cost
+    ~0.2-0.4 ms a step on this CPU, about as much as the update. Here the lists handed to the kernel
+    are built once (after the first, ordinary step has created the state) and reused while every
+    parameter has a gradient; anything else (a missing gradient, a closure, several groups, a loaded
+    state) takes the ordinary path. The state is torch's own, so ``state_dict`` round trips unchanged.
+    """
+
+    def __init__(self, params, **kw):
+        super().__init__(params, fused=True, **kw)
+        self._lists: tuple[list[Tensor], ...] | None = None
+
+    def load_state_dict(self, state_dict) -> None:
+        self._lists = None  # the loaded state brings new tensors
+        super().load_state_dict(state_dict)
+
+    def add_param_group(self, param_group) -> None:
+        self._lists = None
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        group = self.param_groups[0] if len(self.param_groups) == 1 else None
+        plain = (closure is None and group is not None and not group["amsgrad"] and not group["maximize"]
+                 and not group["capturable"] and not group["differentiable"] and not group["decoupled_weight_decay"])
+        grads = [p.grad for p in group["params"]] if plain else []
+        if not plain or any(g is None for g in grads) or not all(self.state.get(p) for p in group["params"]):
+            self._lists = None
+            return super().step(closure)
+        if self._lists is None:
+            states = [self.state[p] for p in group["params"]]
+            self._lists = tuple([st[key] for st in states] for key in ("exp_avg", "exp_avg_sq", "step"))
+        exp_avgs, exp_avg_sqs, steps = self._lists
+        beta1, beta2 = group["betas"]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(group["params"], grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
+                           beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                           maximize=False)
+        return None
+
+
 def make_adam(params, device: torch.device, **kw) -> torch.optim.Adam:
-    """Adam, fused into one kernel where torch supports it (CPU, CUDA): ~20-30 % faster steps here."""
+    """Adam, fused into one kernel where torch supports it (CPU, CUDA): ~20-30 % faster steps here, and on
+    the CPU without its per-step Python bookkeeping (:class:`LeanFusedAdam`)."""
     params = [p for p in params if p.requires_grad]
-    return torch.optim.Adam(params, fused=device.type in ("cpu", "cuda") or None, **kw)
+    if device.type == "cpu":
+        return LeanFusedAdam(params, **kw)
+    return torch.optim.Adam(params, fused=device.type == "cuda" or None, **kw)
 
 
 def initial_partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | None = None) -> np.ndarray | None:
