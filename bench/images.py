@@ -5,7 +5,7 @@ MNIST digits 0-4 (K=5). Also semi-supervised MNIST-5k with 10 labels per class. 
 accuracy, NMI and ARI, median over seeds (and the spread).
 
     python bench/images.py [--seeds 3] [--steps 1500] [--pca 16] [--pca-labelled 32] [--consistency 5] [--n-init 3]
-                           [--only MNIST]
+                           [--init gmm] [--only MNIST]
 
 ``--consistency L`` adds a row: VMoNF with the consistency term of weight L (shifted and rotated copies of
 the images, on q and on the flows; docs/BEYOND.md).
@@ -54,12 +54,14 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--consistency", type=float, default=0.0, help="also run VMoNF with this consistency weight")
+    parser.add_argument("--init", default="kmeans", choices=["kmeans", "gmm"],
+                        help="VMoNF's start without labels (with labels: 'auto'); gmm: the GaussianMixture's")
     parser.add_argument("--n-init", type=int, default=1,
                         help="VMoNF fits per seed, the highest-likelihood one kept (GMM rows use n_init=3 throughout)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"PCA {args.pca} ({args.pca_labelled} with labels), depth {args.depth}, hidden {args.hidden}, "
-          f"{args.steps} steps, {args.seeds} seeds, VMoNF n_init {args.n_init}; "
+          f"{args.steps} steps, {args.seeds} seeds, VMoNF start {args.init}, n_init {args.n_init}; "
           "accuracy / NMI / ARI as median [min-max]")
     print(f"{'setting':<28}{'method':<10}{'accuracy':>20}{'NMI':>20}{'ARI':>20}{'seconds':>9}")
     for name, (dataset, classes, k, n_lab) in SETTINGS.items():
@@ -83,7 +85,7 @@ def main() -> None:
                 cons = args.consistency if method == "+cons." else 0.0
                 copies = augmented_features(data, copies=4, seed=seed) if cons else None
                 est = VMoNF(k, depth=args.depth, hidden=args.hidden, max_steps=args.steps, lr=1e-3, batch_size=256,
-                            init="kmeans" if labels is None else "auto", seed=seed * args.n_init, consistency=cons,
+                            init=args.init if labels is None else "auto", seed=seed * args.n_init, consistency=cons,
                             n_init=args.n_init).fit(x, labels, X_perturbed=copies)
                 seconds[method].append(time.perf_counter() - t0)
                 results[method].append(clustering_scores(y[mask], est.predict(x)[mask]))

@@ -4,7 +4,7 @@ Compares, in one run and on the same data: our batched flows (weights with a lea
 own flows built one per component in a Python loop, and mixtures of zuko and normflows RealNVP flows
 of the same architecture (depth 4, hidden 64). All share the same posterior network and exact ELBO.
 
-    python bench/speed.py [--threads 2] [--seconds 3] [--default-malloc]
+    python bench/speed.py [--threads 2] [--seconds 3] [--default-malloc] [--torch-adam]
 
 Every contender runs in this one process, so all of them get the allocator setting that vmonf's Trainer
 applies (``vmonf.train.keep_freed_memory``) unless ``--default-malloc`` is given.
@@ -76,8 +76,11 @@ def normflows_loop(k):
     return LoopMixture([one() for _ in range(k)], lambda f, x: f.log_prob(x), k)
 
 
-def steps_per_second(model: nn.Module, x: torch.Tensor, seconds: float) -> float:
-    opt = make_adam(model.parameters(), x.device, lr=1e-3)  # the same fused Adam for every contender
+def steps_per_second(model: nn.Module, x: torch.Tensor, seconds: float, torch_adam: bool = False) -> float:
+    if torch_adam:  # torch's own fused Adam, with its per-step Python bookkeeping
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
+    else:  # the same fused Adam for every contender
+        opt = make_adam(model.parameters(), x.device, lr=1e-3)
     gen = torch.Generator().manual_seed(0)
 
     def step():
@@ -103,6 +106,8 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc at its defaults (freed activations go back to the OS)")
+    parser.add_argument("--torch-adam", action="store_true",
+                        help="every contender uses torch.optim.Adam(fused=True) instead of vmonf's LeanFusedAdam")
     args = parser.parse_args()
     malloc = "default" if args.default_malloc else ("kept" if keep_freed_memory() else "default (no mallopt)")
     torch.set_num_threads(args.threads)
@@ -111,7 +116,7 @@ def main() -> None:
     builders = {"vmonf batched": ours, "vmonf flows in a loop": ours_loop, "zuko loop": zuko_loop,
                 "normflows loop": normflows_loop}
     print(f"torch {torch.__version__}, {args.threads} thread(s), depth {DEPTH}, hidden {HIDDEN}, batch {BATCH}, "
-          f"freed memory: {malloc}")
+          f"freed memory: {malloc}, Adam: {'torch fused' if args.torch_adam else 'vmonf LeanFusedAdam'}")
     print(f"{'K':>3} " + " ".join(f"{name:>22}" for name in builders) + "   batched/zuko  batched/normflows")
     results = {}
     for k in args.ks:
@@ -119,7 +124,7 @@ def main() -> None:
         for name, build in builders.items():
             torch.manual_seed(0)
             try:
-                row[name] = steps_per_second(build(k), x, args.seconds)
+                row[name] = steps_per_second(build(k), x, args.seconds, args.torch_adam)
             except ImportError:
                 row[name] = float("nan")
         results[k] = row

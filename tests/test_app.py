@@ -113,6 +113,7 @@ def test_images_page_trains_with_consistency(app):
 
     jobs = [j for j in live_jobs() if j.spec.dataset == "digits"]
     assert [j.spec.train.get("consistency") for j in jobs] == [2.0] and jobs[0].state == "running"
+    assert jobs[0].spec.train["init"] == "gmm"  # the page's default start
     assert not app.exception
 
 

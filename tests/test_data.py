@@ -133,6 +133,16 @@ def test_cli_train_writes_checkpoint_and_metrics(tmp_path, capsys):
     assert "done in" in capsys.readouterr().out
 
 
+def test_cli_restarts_keep_the_best_fit_and_its_recording(tmp_path, capsys):
+    assert main(["train", "--dataset", "gaussian mixture", "--components", "3", "--depth", "1", "--hidden", "8",
+                 "--steps", "300", "--samples", "300", "--n-init", "2", "--init", "gmm", "--out", str(tmp_path)]) == 0
+    assert "fit 2/2" in capsys.readouterr().out
+    from vmonf.runfile import load_run
+
+    steps = [f.meta["step"] for f in load_run(tmp_path / "run.vmonf").frames]
+    assert len(steps) >= 2 and steps == sorted(set(steps))  # one fit's frames, not two fits interleaved
+
+
 @pytest.mark.parametrize("consistency", ["5", "0"])
 def test_cli_perturbs_images_by_shifting_them(tmp_path, monkeypatch, consistency):
     """On image data the CLI's consistency term gets shifted and rotated copies (what helped on MNIST)."""

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=1500, help="training steps")
     t.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     t.add_argument("--batch-size", type=int, default=512)
-    t.add_argument("--init", default="auto", choices=["auto", "kmeans", "spectral", "ward", "random"])
+    t.add_argument("--init", default="auto", choices=["auto", "kmeans", "gmm", "spectral", "ward", "random"],
+                   help="starting partition (auto tries kmeans, spectral and ward; gmm: a Gaussian mixture's)")
     t.add_argument("--labels", type=int, default=0, help="labelled points per class (semi-supervised)")
     t.add_argument("--consistency", type=float, default=5.0,
                    help="weight of the consistency term (0: the paper's plain ELBO)")
