@@ -78,7 +78,9 @@ class VMoNF:
         batch_size: points per training step.
         max_steps: training steps in all, including the ones that chose the start.
         lr: Adam learning rate.
-        init: starting partition: ``"auto"``, ``"kmeans"``, ``"spectral"``, ``"labels"`` or ``"random"``.
+        init: starting partition: ``"auto"``, ``"kmeans"``, ``"gmm"`` (a full-covariance GaussianMixture's;
+            the best start on MNIST features, docs/RESULTS.md), ``"spectral"``, ``"ward"``, ``"labels"`` or
+            ``"random"``.
         temperature_decay: the paper's decaying temperature on q's logits; 0 disables it.
         val_fraction: share of points held out to pick the best state (0 trains on everything).
         seed: seeds everything; results are deterministic on CPU.
