@@ -148,8 +148,9 @@ class LeanFusedAdam(torch.optim.Adam):
     @torch.no_grad()
     def step(self, closure=None):
         group = self.param_groups[0] if len(self.param_groups) == 1 else None
-        plain = (closure is None and group is not None and not group["amsgrad"] and not group["maximize"]
-                 and not group["capturable"] and not group["differentiable"] and not group["decoupled_weight_decay"])
+        plain = closure is None and group is not None and not any(
+            group.get(option) for option in ("amsgrad", "maximize", "capturable", "differentiable",
+                                             "decoupled_weight_decay"))  # the last one: torch >= 2.6 only
         grads = [p.grad for p in group["params"]] if plain else []
         if not plain or any(g is None for g in grads) or not all(self.state.get(p) for p in group["params"]):
             self._lists = None
@@ -171,7 +172,10 @@ def make_adam(params, device: torch.device, **kw) -> torch.optim.Adam:
     the CPU without its per-step Python bookkeeping (:class:`LeanFusedAdam`)."""
     params = [p for p in params if p.requires_grad]
     if device.type == "cpu":
-        return LeanFusedAdam(params, **kw)
+        try:
+            return LeanFusedAdam(params, **kw)
+        except RuntimeError:  # torch < 2.4 has no fused Adam on the CPU
+            return torch.optim.Adam(params, **kw)
     return torch.optim.Adam(params, fused=device.type == "cuda" or None, **kw)
 
 
