@@ -4,7 +4,7 @@ Compares, in one run and on the same data: our batched flows (weights with a lea
 own flows built one per component in a Python loop, and mixtures of zuko and normflows RealNVP flows
 of the same architecture (depth 4, hidden 64). All share the same posterior network and exact ELBO.
 
-    python bench/speed.py [--threads 2] [--seconds 3] [--default-malloc] [--torch-adam]
+    python bench/speed.py [--threads 2] [--rounds 5] [--seconds 1] [--default-malloc] [--torch-adam]
 
 Every contender runs in this one process, so all of them get the allocator setting that vmonf's Trainer
 applies (``vmonf.train.keep_freed_memory``) unless ``--default-malloc`` is given.
@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` finds vmonf
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -76,7 +77,8 @@ def normflows_loop(k):
     return LoopMixture([one() for _ in range(k)], lambda f, x: f.log_prob(x), k)
 
 
-def steps_per_second(model: nn.Module, x: torch.Tensor, seconds: float, torch_adam: bool = False) -> float:
+def make_stepper(model: nn.Module, x: torch.Tensor, torch_adam: bool = False):
+    """A function that takes one training step of ``model`` on a random batch of ``x``."""
     if torch_adam:  # torch's own fused Adam, with its per-step Python bookkeeping
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
     else:  # the same fused Adam for every contender
@@ -92,6 +94,10 @@ def steps_per_second(model: nn.Module, x: torch.Tensor, seconds: float, torch_ad
 
     for _ in range(10):  # warm-up
         step()
+    return step
+
+
+def steps_per_second(step, seconds: float) -> float:
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         step()
@@ -99,10 +105,21 @@ def steps_per_second(model: nn.Module, x: torch.Tensor, seconds: float, torch_ad
     return n / (time.perf_counter() - t0)
 
 
+def paired_ratio(rounds: dict[str, list[float]], other: str) -> str:
+    """Median [min-max] over rounds of batched steps/s divided by ``other``'s in the same round."""
+    if other not in rounds:
+        return "n/a"
+    r = [a / b for a, b in zip(rounds["vmonf batched"], rounds[other], strict=True)]
+    return f"{statistics.median(r):.2f}x [{min(r):.2f}-{max(r):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0, help="timing window per configuration")
+    parser.add_argument("--seconds", type=float, default=1.0, help="timing window per contender and round")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds; each times every contender once, back to back, so that a ratio compares "
+                             "windows a few seconds apart (this machine's speed drifts by 10-20 %% over a minute)")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc at its defaults (freed activations go back to the OS)")
@@ -116,21 +133,28 @@ def main() -> None:
     builders = {"vmonf batched": ours, "vmonf flows in a loop": ours_loop, "zuko loop": zuko_loop,
                 "normflows loop": normflows_loop}
     print(f"torch {torch.__version__}, {args.threads} thread(s), depth {DEPTH}, hidden {HIDDEN}, batch {BATCH}, "
-          f"freed memory: {malloc}, Adam: {'torch fused' if args.torch_adam else 'vmonf LeanFusedAdam'}")
-    print(f"{'K':>3} " + " ".join(f"{name:>22}" for name in builders) + "   batched/zuko  batched/normflows")
+          f"freed memory: {malloc}, Adam: {'torch fused' if args.torch_adam else 'vmonf LeanFusedAdam'}, "
+          f"{args.rounds} rounds of {args.seconds:g} s; steps/s are medians over rounds, ratios the median "
+          "[min-max] of the per-round ratios")
+    print(f"{'K':>3} " + " ".join(f"{name:>22}" for name in builders)
+          + f"{'batched/zuko':>22}{'batched/normflows':>22}")
     results = {}
     for k in args.ks:
-        row = {}
+        steppers = {}
         for name, build in builders.items():
             torch.manual_seed(0)
             try:
-                row[name] = steps_per_second(build(k), x, args.seconds, args.torch_adam)
+                steppers[name] = make_stepper(build(k), x, args.torch_adam)
             except ImportError:
-                row[name] = float("nan")
+                pass
+        rounds: dict[str, list[float]] = {name: [] for name in steppers}
+        for _ in range(args.rounds):
+            for name, step in steppers.items():
+                rounds[name].append(steps_per_second(step, args.seconds))
+        row = {name: statistics.median(rounds[name]) if name in rounds else float("nan") for name in builders}
         results[k] = row
-        b = row["vmonf batched"]
         print(f"{k:>3} " + " ".join(f"{row[n]:>16.1f} st/s" for n in builders)
-              + f"   {b / row['zuko loop']:>11.2f}x  {b / row['normflows loop']:>16.2f}x", flush=True)
+              + f"{paired_ratio(rounds, 'zuko loop'):>22}{paired_ratio(rounds, 'normflows loop'):>22}", flush=True)
     if 1 in results and 10 in results:
         ratio = results[1]["vmonf batched"] / results[10]["vmonf batched"]
         print(f"cost of a K=10 step relative to K=1 (batched): {ratio:.2f}x")

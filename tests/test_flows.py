@@ -1,5 +1,7 @@
 """Contract tests for every transform: inverse, log-det against the autograd Jacobian, shapes."""
 
+import math
+
 import pytest
 import torch
 
@@ -114,12 +116,34 @@ def test_fused_path_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda x, *_: flows(x), (x, *params))
 
 
-def test_fused_log_prob_matches_the_modules():
-    flows = randomize(ComponentFlows(K, 2, 4, 8))
-    x = torch.randn(N, 2, dtype=torch.float64)
+@pytest.mark.parametrize("d", [2, 3])
+def test_fused_log_prob_matches_the_modules_in_value_and_gradient(d):
+    """log p(x|k) with the base density added inside the fused node, against autograd through the modules."""
+    flows = randomize(ComponentFlows(K, d, 4, 8))
+    x = torch.randn(N, d, dtype=torch.float64, requires_grad=True)
     z, ld = flows.forward_modules(x.expand(K, -1, -1))
-    expected = (-0.5 * (z**2).sum(-1) - torch.log(torch.tensor(2 * torch.pi, dtype=torch.float64)) + ld).T
-    torch.testing.assert_close(flows.log_prob(x), expected)
+    expected = (-0.5 * (z**2).sum(-1) - 0.5 * d * torch.log(torch.tensor(2 * torch.pi, dtype=torch.float64)) + ld).T
+    got = flows.log_prob(x)
+    torch.testing.assert_close(got, expected)
+    weights = torch.randn(N, K, dtype=torch.float64)  # weigh the entries unevenly
+    params = [x, *flows.parameters()]
+    for g, g_ref in zip(torch.autograd.grad((weights * got).sum(), params),
+                        torch.autograd.grad((weights * expected).sum(), params, retain_graph=True), strict=True):
+        torch.testing.assert_close(g, g_ref)
+    # Both outputs used at once (z and the log-density): the gradients add up.
+    z_t, log_p = flows._forward_fused(x.expand(K, -1, -1), base=True)
+    ref = (-0.5 * (z**2).sum(-1) - 0.5 * d * math.log(2 * math.pi) + ld)
+    loss = (z_t**3).sum() + (weights.T * log_p).sum()
+    loss_ref = (z.transpose(1, 2) ** 3).sum() + (weights.T * ref).sum()
+    for g, g_ref in zip(torch.autograd.grad(loss, params), torch.autograd.grad(loss_ref, params), strict=True):
+        torch.testing.assert_close(g, g_ref)
+
+
+def test_fused_log_prob_passes_gradcheck():
+    flows = randomize(ComponentFlows(2, 3, 2, 4))
+    x = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    params = list(flows.parameters())
+    assert torch.autograd.gradcheck(lambda x, *_: flows.log_prob(x), (x, *params))
 
 
 def test_fused_path_follows_replaced_parameters():

@@ -34,6 +34,19 @@ def test_elbo_below_log_prob_with_equality_at_exact_posterior():
         torch.testing.assert_close(terms.loglik + terms.logprior + terms.entropy, terms.elbo)
 
 
+def test_training_loss_is_the_negative_mean_elbo_with_and_without_removed_components():
+    model = make_model(learn_prior=True)
+    with torch.no_grad():
+        model.prior_logits.copy_(torch.tensor([0.5, -0.3, 0.1]))
+    x = torch.randn(64, 2, dtype=torch.float64)
+    torch.testing.assert_close(model.loss(x), -model.elbo(x).mean())  # the all-active fast path
+    torch.testing.assert_close(model.loss(x, temperature=2.0), -model.elbo(x, temperature=2.0).mean())
+    model.remove_components([1])  # q = 0 and log q = -inf for component 1: the guarded path
+    loss = model.loss(x)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(loss, -model.elbo(x).mean())
+
+
 def test_every_trainable_parameter_gets_a_gradient():
     model = make_model(learn_prior=True)
     x = torch.randn(32, 2, dtype=torch.float64)

@@ -282,10 +282,12 @@ class ComponentFlows(nn.Module):
         """``x`` as ``(K, N, D)``: an ``(N, D)`` batch is shared by every component (a view, no copy)."""
         return x.unsqueeze(0).expand(self.k, -1, -1) if x.dim() == 2 else x
 
-    def _forward_fused(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The fused forward of ``x`` ``(K, N, D)``: ``z`` transposed to ``(K, D, N)``, and the log-det."""
+    def _forward_fused(self, x: Tensor, base: bool = False) -> tuple[Tensor, Tensor]:
+        """The fused forward of ``x`` ``(K, N, D)``: ``z`` transposed to ``(K, D, N)``, and the log-det (or with
+        ``base``, the log-density)."""
         plan = tuple((b.pass_idx, b.trans_idx, b.out_idx) for b in self.blocks)
-        return coupling_stack(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale, self._fused_parameters())
+        return coupling_stack(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale, self._fused_parameters(),
+                              base=base)
 
     def _fused_parameters(self) -> list[Tensor]:
         """The couplings' weights, listed once (listing them costs ~50 µs a call) and listed again if the
@@ -316,11 +318,8 @@ class ComponentFlows(nn.Module):
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p(x | c=k)`` for every point and component, shape ``(N, K)``."""
         x = self._per_component(x)
-        if self.fused:  # sum over the rows of z^T: no strided reduction
-            z_t, logdet = self._forward_fused(x)
-            squared = (z_t**2).sum(1)
-        else:
-            z, logdet = self.forward_modules(x)
-            squared = (z**2).sum(-1)
-        base = -0.5 * squared - 0.5 * self.d * math.log(2 * math.pi)
+        if self.fused:  # the base density is added inside the fused node
+            return self._forward_fused(x, base=True)[1].transpose(0, 1)
+        z, logdet = self.forward_modules(x)
+        base = -0.5 * (z**2).sum(-1) - 0.5 * self.d * math.log(2 * math.pi)
         return (base + logdet).transpose(0, 1)

@@ -17,6 +17,8 @@ Sampling (``inverse``) and the other block types keep the module path. Double ba
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -25,19 +27,22 @@ _tanh_backward = torch.ops.aten.tanh_backward  # grad * (1 - y^2), given y = tan
 
 
 class _CouplingStack(torch.autograd.Function):
-    """``(x, plan, bound, loc, log_scale, *[W1, b1, W2, b2, W3, b3] per coupling) -> (z^T, logabsdet)``.
+    """``(x, plan, bound, base, loc, log_scale, *[W1, b1, W2, b2, W3, b3] per coupling) -> (z^T, logabsdet)``.
 
     ``x`` is ``(K, N, D)``; ``z^T`` comes back as ``(K, D, N)``. ``plan`` holds, per coupling, the indices
     of the pass-through dims ``c``, of the transformed dims ``t``, and of the conditioner outputs used
-    ``(t, D + t)`` (scale and shift of each transformed dim). ``bound`` is the soft-clamp bound.
+    ``(t, D + t)`` (scale and shift of each transformed dim). ``bound`` is the soft-clamp bound. With
+    ``base=True`` the second output is ``log p(x)`` under the flow, the log-det plus the standard-normal
+    log-density of ``z``, so the caller's few small operations (and their backward nodes) are not needed.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, loc: Tensor,
-                log_scale: Tensor, *weights: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(ctx, x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, base: bool,
+                loc: Tensor, log_scale: Tensor, *weights: Tensor) -> tuple[Tensor, Tensor]:
         inv_scale = torch.exp(-log_scale).transpose(1, 2)  # (K, D, 1)
         z = (x.transpose(1, 2) - loc.transpose(1, 2)).contiguous().mul_(inv_scale)  # (K, D, N), a new tensor
-        logdet = (-log_scale.sum(-1)).expand(x.shape[:2]).contiguous()  # (K, N)
+        log_norm = 0.5 * x.shape[2] * math.log(2 * math.pi) if base else 0.0  # of the standard normal
+        logdet = (-log_scale.sum(-1) - log_norm).expand(x.shape[:2]).contiguous()  # (K, N)
         saved = [z]
         ones = z.new_ones(z.shape[0], 1, z.shape[2])
         for i, (c, t, outs) in enumerate(plan):
@@ -56,8 +61,10 @@ class _CouplingStack(torch.autograd.Function):
             exp_s = log_s.exp_()
             z = z.index_copy(1, t, torch.addcmul(out[:, len(t):], z_t, exp_s))
             saved += [z_c1, z_t, h1, h2, th, exp_s, w1_c1, w3_o]
-        ctx.plan = plan
-        ctx.save_for_backward(inv_scale, *saved, *weights)
+        if base:
+            logdet.add_(z.square().sum(1), alpha=-0.5)
+        ctx.plan, ctx.base = plan, base
+        ctx.save_for_backward(inv_scale, *saved, *weights, *([z] if base else []))
         return z, logdet
 
     @staticmethod
@@ -66,9 +73,14 @@ class _CouplingStack(torch.autograd.Function):
         plan = ctx.plan
         inv_scale, z0, *rest = ctx.saved_tensors
         n = len(plan)
-        acts, weights = rest[: 8 * n], rest[8 * n:]
-        g = torch.zeros_like(z0) if grad_z is None else grad_z.contiguous()  # (K, D, N)
+        acts, weights = rest[: 8 * n], rest[8 * n: 8 * n + 6 * n]
         g_ld = z0.new_zeros(z0.shape[0], z0.shape[2]) if grad_logdet is None else grad_logdet  # (K, N)
+        if ctx.base:  # the second output also held -|z|^2 / 2 of the last z
+            g = rest[-1] * g_ld.unsqueeze(1).neg()  # (K, D, N)
+            if grad_z is not None:
+                g.add_(grad_z)
+        else:
+            g = torch.zeros_like(z0) if grad_z is None else grad_z.contiguous()
         grads: list[Tensor] = [None] * (6 * n)  # type: ignore[list-item]
         for i in reversed(range(n)):
             c, t, outs = plan[i]
@@ -95,16 +107,17 @@ class _CouplingStack(torch.autograd.Function):
         g_loc = -g_x.sum(2).unsqueeze(1)
         g_log_scale = (-(g * z0).sum(2) - g_ld.sum(1, keepdim=True)).unsqueeze(1)
         g_x = g_x.transpose(1, 2) if ctx.needs_input_grad[0] else None
-        return g_x, None, None, g_loc, g_log_scale, *grads
+        return g_x, None, None, None, g_loc, g_log_scale, *grads
 
 
 def coupling_stack(x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, loc: Tensor,
-                   log_scale: Tensor, weights: list[Tensor]) -> tuple[Tensor, Tensor]:
+                   log_scale: Tensor, weights: list[Tensor], *, base: bool = False) -> tuple[Tensor, Tensor]:
     """Elementwise affine then one affine coupling per ``plan`` entry, as one autograd node.
 
-    Returns ``z`` transposed, ``(K, D, N)``, and the log-determinant ``(K, N)``; see the module doc.
+    Returns ``z`` transposed, ``(K, D, N)``, and the log-determinant ``(K, N)``, or with ``base=True``
+    the log-density ``log N(z; 0, I) + log|det J|`` in its place; see the module doc.
     """
-    return _CouplingStack.apply(x, plan, bound, loc, log_scale, *weights)
+    return _CouplingStack.apply(x, plan, bound, base, loc, log_scale, *weights)
 
 
 def coupling_plan(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -132,11 +132,19 @@ class VMoNFModel(nn.Module):
 
     def component_log_prob(self, x: Tensor) -> Tensor:
         """``log p(x | c=k)``, shape ``(N, K)``."""
-        return self.flows.log_prob(self._standardize(x)) - self.scale.log().sum()
+        return self._component_log_prob_std(self._standardize(x))
 
     def posterior_log_probs(self, x: Tensor, temperature: float = 1.0) -> Tensor:
         """``log q(c|x)`` with logits divided by ``temperature``, shape ``(N, K)``; ``-inf`` for removed components."""
-        return F.log_softmax(self._mask(self.posterior(self._standardize(x)) / temperature), dim=-1)
+        return self._posterior_log_probs_std(self._standardize(x), temperature)
+
+    # The two above on already standardised points: loss() standardises a batch once for both.
+    def _component_log_prob_std(self, xs: Tensor) -> Tensor:
+        return self.flows.log_prob(xs) - self.scale.log().sum()
+
+    def _posterior_log_probs_std(self, xs: Tensor, temperature: float = 1.0) -> Tensor:
+        logits = self.posterior(xs)
+        return F.log_softmax(self._mask(logits if temperature == 1.0 else logits / temperature), dim=-1)
 
     def consistency_loss(self, x: Tensor, x_perturbed: Tensor, temperature: float = 1.0, *,
                          flows: bool = False) -> Tensor:
@@ -215,14 +223,15 @@ class VMoNFModel(nn.Module):
         n = len(x)
         extra = None
         if x_perturbed is not None and consistency:
-            both = torch.cat([x, x_perturbed])
-            log_q_both = self.posterior_log_probs(both, temperature)
-            comp_both = self.component_log_prob(both if consistency_flows else x)
+            both = self._standardize(torch.cat([x, x_perturbed]))
+            log_q_both = self._posterior_log_probs_std(both, temperature)
+            comp_both = self._component_log_prob_std(both if consistency_flows else both[:n])
             log_q, comp = log_q_both[:n], comp_both[:n]
             log_joint_perturbed = comp_both[n:] + self.log_pi if consistency_flows else None
             extra = consistency * self._consistency(log_q, log_q_both[n:], log_joint_perturbed)
         else:
-            log_q, comp = self.posterior_log_probs(x, temperature), self.component_log_prob(x)
+            xs = self._standardize(x)
+            log_q, comp = self._posterior_log_probs_std(xs, temperature), self._component_log_prob_std(xs)
         base = self._objective(x, log_q if fit_q else log_q.detach(), comp, y, label_weight, entropy_bonus)
         return base if extra is None else base + extra
 
@@ -230,6 +239,8 @@ class VMoNFModel(nn.Module):
                    entropy_bonus: float) -> Tensor:
         """:meth:`loss` without the consistency term, from ``log q(c|x)`` and ``log p(x|c)``."""
         if y is None or not bool((y >= 0).any()):
+            if not entropy_bonus and bool(self.active.all()):  # no removed component, so no -inf (see expect)
+                return -(log_q.exp() * (comp + self.log_pi - log_q)).sum(-1).mean()
             terms = self.elbo_terms(x, log_q, component_log_prob=comp)
             return -(terms.elbo + entropy_bonus * terms.entropy).mean()
         labelled = y >= 0
