@@ -74,10 +74,12 @@ def click(page, name):
     page.get_by_role("button", name=name, exact=True).click()
 
 
-def open_and_start(browser, url):
-    """Open the app in a new tab and press Start on the default run."""
+def open_and_start(browser, url, query="", init_script=None):
+    """Open the app (``url + query``) in a new tab, after ``init_script`` if given, and press Start."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
+    if init_script:
+        page.add_init_script(init_script)
+    page.goto(url + query)
     page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
     click(page, "Start")
     return page
@@ -214,11 +216,7 @@ def test_a_dropped_connection_keeps_the_run_and_starts_no_second_worker(server, 
     """Streamlit releases a session's resources whenever its websocket drops; the run must survive that."""
     url, proc = server
     before = set(worker_pids(proc.pid))
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.add_init_script(TRACK_SOCKETS)
-    page.goto(url + "/?init=kmeans")
-    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
-    click(page, "Start")
+    page = open_and_start(browser, url, "/?init=kmeans", init_script=TRACK_SOCKETS)
     mine = wait_until(lambda: set(worker_pids(proc.pid)) - before, timeout=30)
     first = wait_until(lambda: step_counter(page), timeout=90)
     assert drop_connection(page) >= 1
