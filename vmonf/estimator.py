@@ -19,6 +19,7 @@ import torch
 from vmonf.checkpoint import load_checkpoint, save_checkpoint
 from vmonf.flows import FlowType
 from vmonf.model import ModelConfig, VMoNFModel
+from vmonf.snapshot import chunked
 from vmonf.train import InitMethod, TrainConfig, resolve_device, start_training
 
 
@@ -58,12 +59,9 @@ def check_labels(y, n: int, k: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def mean_log_likelihood(model: VMoNFModel, x: np.ndarray, chunk: int = 8192) -> float:
+def mean_log_likelihood(model: VMoNFModel, x: np.ndarray) -> float:
     """Mean ``log p(x)`` of ``x`` under ``model``, in chunks (what :class:`VMoNF` ranks its restarts by)."""
-    device = model.shift.device
-    total = sum(float(model.log_prob(torch.as_tensor(x[i:i + chunk], device=device)).sum())
-                for i in range(0, len(x), chunk))
-    return total / len(x)
+    return float(chunked(model.log_prob, torch.as_tensor(x, device=model.shift.device), chunk=8192).mean())
 
 
 class VMoNF:

@@ -127,7 +127,7 @@ def make_view(x: np.ndarray, y: np.ndarray | None, labelled: np.ndarray | None =
     return View(x[idx], None if y is None else y[idx], None if labelled is None else labelled[idx], gx, gy, **kw)
 
 
-def _chunked(fn, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def chunked(fn, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """``fn`` over ``x`` in chunks: 1024 points per chunk evaluated an 80x80 grid ~1.5x faster than 4096."""
     import torch
 
@@ -152,7 +152,7 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
     device = model.shift.device
     model.eval()
     pts = torch.as_tensor(view.points, device=device)
-    q = _chunked(lambda t: model.posterior_log_probs(t).exp(), pts)
+    q = chunked(lambda t: model.posterior_log_probs(t).exp(), pts)
     conf, assign = q.max(1)
     arrays: dict[str, np.ndarray] = {
         "points": view.points.astype(np.float32), "assign": assign.cpu().numpy().astype(np.int16),
@@ -177,7 +177,7 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
         xx, yy = torch.meshgrid(gx, gy, indexing="xy")
         grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
         g = len(view.grid_x)
-        comp = _chunked(model.component_log_prob, grid)  # (G*G, K)
+        comp = chunked(model.component_log_prob, grid)  # (G*G, K)
         log_mix = torch.logsumexp(comp + model.log_pi, -1)
         arrays.update(grid_x=view.grid_x, grid_y=view.grid_y,
                       log_density=log_mix.reshape(len(view.grid_y), g).cpu().numpy().astype(np.float32))
@@ -185,7 +185,7 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
             arrays["comp_log_density"] = comp.T.reshape(-1, len(view.grid_y), g).cpu().numpy().astype(np.float32)
         # The variational posterior q(c|x) and the exact one p(c|x) on the grid: cluster and confidence.
         shape = (len(view.grid_y), g)
-        for name, probs in (("q", _chunked(lambda t: model.posterior_log_probs(t).exp(), grid)),
+        for name, probs in (("q", chunked(lambda t: model.posterior_log_probs(t).exp(), grid)),
                             ("p", torch.softmax(comp + model.log_pi, -1))):
             conf, arg = probs.max(-1)
             arrays[f"{name}_grid_assign"] = arg.reshape(shape).cpu().numpy().astype(np.int16)
@@ -213,7 +213,7 @@ def _component_table(model: VMoNFModel, pts: torch.Tensor) -> dict[str, np.ndarr
     and the mean log p(x|c) of the points it explains (NaN for a removed one): the complexity balance."""
     import torch
 
-    comp = _chunked(model.component_log_prob, pts)  # (N, K)
+    comp = chunked(model.component_log_prob, pts)  # (N, K)
     r = torch.softmax(comp + model.log_pi, -1)
     share = r.mean(0)
     loglik = (r * comp).sum(0) / r.sum(0).clamp_min(1e-12)
