@@ -152,11 +152,13 @@ class LeanFusedAdam(torch.optim.Adam):
             group.get(option) for option in ("amsgrad", "maximize", "capturable", "differentiable",
                                              "decoupled_weight_decay"))  # the last one: torch >= 2.6 only
         grads = [p.grad for p in group["params"]] if plain else []
-        if not plain or any(g is None for g in grads) or not all(self.state.get(p) for p in group["params"]):
+        if not plain or any(g is None for g in grads):
             self._lists = None
             return super().step(closure)
-        if self._lists is None:
-            states = [self.state[p] for p in group["params"]]
+        if self._lists is None:  # built once the ordinary step has made every parameter's state
+            states = [self.state.get(p) for p in group["params"]]
+            if not all(states):
+                return super().step(closure)
             self._lists = tuple([st[key] for st in states] for key in ("exp_avg", "exp_avg_sq", "step"))
         exp_avgs, exp_avg_sqs, steps = self._lists
         beta1, beta2 = group["betas"]
