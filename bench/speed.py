@@ -64,13 +64,25 @@ def zuko_loop(k):
     return LoopMixture(flows, lambda f, x: f().log_prob(x), k)
 
 
+def tanh_conditioner() -> nn.Sequential:
+    """A 1 -> 2 conditioner with two tanh layers of width HIDDEN, the last layer at zero (identity flow).
+
+    normflows' own ``nets.MLP`` only has (leaky) ReLU layers; ours and zuko's use tanh, and tanh is
+    the faster of the two here (session 7: normflows ran 4-5 % more steps/s with it), so normflows gets
+    this network to keep the architecture the same."""
+    net = nn.Sequential(nn.Linear(1, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, 2))
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
 def normflows_loop(k):
     import normflows as nf
 
     def one():
         layers = []
         for _ in range(DEPTH):
-            layers.append(nf.flows.AffineCouplingBlock(nf.nets.MLP([1, HIDDEN, HIDDEN, 2], init_zeros=True)))
+            layers.append(nf.flows.AffineCouplingBlock(tanh_conditioner()))
             layers.append(nf.flows.Permute(2, mode="swap"))
         return nf.NormalizingFlow(nf.distributions.DiagGaussian(2, trainable=False), layers)
 
