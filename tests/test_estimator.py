@@ -73,6 +73,7 @@ def test_restarts_keep_the_highest_likelihood_fit(tmp_path):
     (np.random.rand(20, 2), {"lr": -1.0}, "lr"),
     (np.random.rand(20, 2), {"n_init": 0}, "n_init"),
     (np.random.rand(20, 2), {"n_init": 1.5}, "n_init"),
+    (np.random.rand(20, 2), {"n_init": True}, "n_init"),
     (np.random.rand(20, 2), {"device": "cuda:0" if not torch.cuda.is_available() else "nonsense"}, "device"),
 ])
 def test_bad_input_is_refused_clearly(X, kw, match):

@@ -133,7 +133,7 @@ class VMoNF:
         tc.validate()
         if self.max_steps < 0:
             raise ValueError(f"max_steps must be 0 or more, got {self.max_steps}.")
-        if not isinstance(self.n_init, int | np.integer) or self.n_init < 1:
+        if not isinstance(self.n_init, int | np.integer) or isinstance(self.n_init, bool) or self.n_init < 1:
             raise ValueError(f"n_init must be a whole number, 1 or more; got {self.n_init!r}.")
         if not 0 <= self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}.")
