@@ -74,8 +74,8 @@ def streamlit_server(env: dict | None = None, strict: bool = True):
         raise AssertionError("the server logged:\n" + "\n".join(bad[:5]) + "\n...\n" + text[-3000:])
 
 
-def worker_pids(server_pid: int) -> list[int]:
-    """PIDs of ``vmonf.worker`` processes whose parent is the server."""
+def _processes() -> list[tuple[int, int, str, bytes]]:
+    """``(pid, ppid, comm, cmdline)`` of every process."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -83,11 +83,33 @@ def worker_pids(server_pid: int) -> list[int]:
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            comm = (entry / "comm").read_text().strip()
         except (OSError, ValueError, IndexError):
             continue
-        if b"vmonf.worker" in cmd and ppid == server_pid:
-            out.append(int(entry.name))
+        out.append((int(entry.name), ppid, comm, cmd))
     return out
+
+
+def fork_server_pid(server_pid: int) -> int | None:
+    """The server's fork server (vmonf.pool), once its imports are done and it waits for work."""
+    return next((pid for pid, ppid, comm, _ in _processes() if ppid == server_pid and comm == "vmonf-forksrv"), None)
+
+
+def wait_for_fork_server(server_pid: int, timeout: float = 60) -> int:
+    end = time.monotonic() + timeout
+    while (pid := fork_server_pid(server_pid)) is None:
+        if time.monotonic() > end:
+            raise AssertionError("the fork server did not get ready")
+        time.sleep(0.2)
+    return pid
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """PIDs of the server's training workers: forked by its fork server, or started directly."""
+    procs = _processes()
+    forksrv = {pid for pid, ppid, _, cmd in procs if ppid == server_pid and b"--fork-server" in cmd}
+    return [pid for pid, ppid, comm, cmd in procs if b"vmonf.worker" in cmd and (
+        (ppid in forksrv and comm == "vmonf-worker") or (ppid == server_pid and b"--fork-server" not in cmd))]
 
 
 #: An init script that keeps every WebSocket a page opens in ``window.__vmonfSockets`` (see ``drop_connection``).

@@ -76,7 +76,6 @@ def test_concurrency_cap(monkeypatch):
 
 
 def test_a_failed_start_says_why_and_gives_its_slot_back(monkeypatch):
-    import subprocess
     import threading
 
     monkeypatch.setattr(jobmod, "_slots", threading.BoundedSemaphore(1))
@@ -85,9 +84,10 @@ def test_a_failed_start_says_why_and_gives_its_slot_back(monkeypatch):
         raise OSError(24, "Too many open files")
 
     with monkeypatch.context() as m:
-        m.setattr(subprocess, "Popen", no_process)
+        m.setattr(jobmod.pool, "spawn", no_process)
         job = started()
-    assert job.state == "error" and "Too many open files" in job.message and not job.alive
+        assert job.wait_for(lambda j: j.state == "error", 10)
+    assert "Too many open files" in job.message and job.wait_for(lambda j: not j.alive, 5)
     assert not jobmod.live_jobs()
     second = started()  # the only slot is free again
     assert second.wait_for(lambda j: j.latest() is not None)

@@ -11,12 +11,11 @@ import atexit
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import weakref
-from pathlib import Path
 
+from vmonf import pool
 from vmonf.snapshot import Recording, Snapshot
 from vmonf.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 
@@ -24,7 +23,8 @@ from vmonf.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 MAX_CONCURRENT_JOBS = int(os.environ.get("VMONF_MAX_JOBS", "8"))  # 8 stayed responsive on 2 cores (bench/load.py)
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT_JOBS)
 _live: weakref.WeakSet[TrainingJob] = weakref.WeakSet()  # started and holding a slot
-_ROOT = Path(__file__).resolve().parent.parent
+#: ARI at which a run counts as having found the clusters (the status line says when it got there).
+ARI_REACHED = 0.95
 
 
 def live_jobs() -> list[TrainingJob]:
@@ -46,6 +46,7 @@ def stop_all(jobs: list[TrainingJob] | None = None, timeout: float = 5.0) -> Non
 def _stop_workers_at_exit() -> None:
     """When the server exits (SIGTERM included), its training workers stop too, within a few seconds."""
     stop_all(timeout=3.0)
+    pool.shutdown()
 
 
 class BusyError(RuntimeError):
@@ -73,11 +74,20 @@ class TrainingJob:
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._has_slot = False
+        self._stop_requested = False
         self._stderr: list[str] = []
+        self._started_at = 0.0
+        #: Seconds from start() to each moment of the start: "worker" (the worker's first message), "data",
+        #: "partition", "first_trained" (first frame after a training step), "chosen" (initialisation kept),
+        #: "ari" (first frame of the kept model with ARI >= ARI_REACHED).
+        self.timeline: dict[str, float] = {}
+        self.ari_reached: tuple[float, int] | None = None  # (seconds since start, step)
+        self._candidates: dict[str, list[tuple[float, Snapshot]]] = {}  # frames of each candidate start
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker and the relay thread; does nothing if already started."""
+        """Take a training slot and start the relay thread, which gets a worker and relays it; returns at once
+        (a worker from a fork server still warming up can take seconds). Does nothing if already started."""
         with self._lock:
             if self._thread is not None:
                 return
@@ -87,26 +97,29 @@ class TrainingJob:
             self._has_slot = True
             _live.add(self)
             self.state = "starting"
-            env = {**os.environ, "OMP_NUM_THREADS": str(self.spec.threads), "PYTHONPATH": os.pathsep.join(
-                p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-            try:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "vmonf.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, env=env, cwd=str(_ROOT), start_new_session=True,
-                )
-                self._proc.stdin.write((self.spec.to_json() + "\n").encode())
-                self._proc.stdin.flush()
-            except OSError as exc:  # no process (out of memory, too many open files), or it died at once
-                self.state, self.message = "error", f"Could not start the training process: {exc}"
-                if self._proc is not None:
-                    self._proc.kill()
-                    self._proc.wait()
-                    self._proc = None
-                self._release_locked()  # a failed start must never hold a slot for good
-                return
-            self._thread = threading.Thread(target=self._relay, name="vmonf-training", daemon=True)
+            self._started_at = time.monotonic()
+            self._thread = threading.Thread(target=self._run, name="vmonf-training", daemon=True)
             self._thread.start()
-            threading.Thread(target=self._drain_stderr, daemon=True).start()
+
+    def _run(self) -> None:
+        proc = None
+        try:
+            proc = pool.spawn(self.spec.threads)
+            proc.stdin.write((self.spec.to_json() + "\n").encode())
+            proc.stdin.flush()
+        except OSError as exc:  # no process (out of memory, too many open files), or it died at once
+            self.state, self.message = "error", f"Could not start the training process: {exc}"
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            self._release()  # a failed start must never hold a slot for good
+            return
+        with self._lock:
+            self._proc = proc
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        if self._stop_requested:  # Stop was pressed while the worker was being started
+            self._send({"cmd": "stop"})
+        self._relay()
 
     def _send(self, cmd: dict) -> None:
         proc = self._proc
@@ -139,14 +152,22 @@ class TrainingJob:
         """Ask the worker to finish (it sends its checkpoint, then exits); returns at once."""
         if self.alive:
             self.state = "stopping"
+        self._stop_requested = True
         self._send({"cmd": "stop"})
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the worker to finish, wait for its checkpoint, then make sure it has exited."""
-        proc = self._proc
-        if proc is None:
+        if self._thread is None:
             return
         self.request_stop()
+        end = time.monotonic() + timeout
+        while self._proc is None and self._thread.is_alive() and time.monotonic() < end:
+            time.sleep(0.02)  # the worker is still being started
+        proc = self._proc
+        if proc is None:
+            self._thread.join(max(0.0, end - time.monotonic()))
+            self._release()
+            return
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -169,7 +190,9 @@ class TrainingJob:
     # -- status -----------------------------------------------------------------------------------
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        """Started and not ended: its worker is being started, or runs."""
+        thread, proc = self._thread, self._proc
+        return thread is not None and thread.is_alive() and (proc is None or proc.poll() is None)
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -194,17 +217,9 @@ class TrainingJob:
         try:
             while (msg := read_message(stream)) is not None:
                 kind, payload = msg
+                self._mark("worker")
                 if kind == SNAPSHOT:
-                    snap = Snapshot.from_bytes(payload)
-                    now = time.monotonic()
-                    if self._last_arrival and snap.meta.get("state") == "running":
-                        gap = now - self._last_arrival
-                        self.snapshot_interval = gap if not self.snapshot_interval else (
-                            0.7 * self.snapshot_interval + 0.3 * gap)
-                    self._last_arrival = now
-                    with self._lock:
-                        self._latest = snap
-                    self.recording.append(snap)
+                    self._receive(Snapshot.from_bytes(payload))
                 elif kind == EVENT:
                     event = json.loads(payload)
                     self.state = event.pop("state")
@@ -228,6 +243,47 @@ class TrainingJob:
                     tail = "".join(self._stderr[-5:]).strip()
                     self.message = self.message or f"The training process ended unexpectedly (exit {code}). {tail}"
             self._release()
+
+    def _mark(self, moment: str) -> float:
+        now = time.monotonic() - self._started_at
+        self.timeline.setdefault(moment, round(now, 3))
+        return now
+
+    def _receive(self, snap: Snapshot) -> None:
+        """A frame arrived: show it; record it, or keep it aside while it shows a candidate initialisation."""
+        now = time.monotonic()
+        stage = snap.meta.get("stage", "training")
+        if self._last_arrival and snap.meta.get("state") == "running":
+            gap = now - self._last_arrival
+            self.snapshot_interval = gap if not self.snapshot_interval else 0.7 * self.snapshot_interval + 0.3 * gap
+        self._last_arrival = now
+        with self._lock:
+            self._latest = snap
+        seconds = self._mark(stage if stage in ("data", "partition") else "frame")
+        if snap.step > 0:
+            self._mark("first_trained")
+        if stage == "candidate":
+            frames = self._candidates.setdefault(snap.meta.get("candidate", ""), [])
+            frames.append((seconds, snap))
+            del frames[: -self.recording.max_frames]
+        elif stage == "training":
+            if self._candidates:  # the first frame after the choice names the kept initialisation
+                self._keep_candidate(snap.meta.get("init", ""))
+            self._record(seconds, snap)
+
+    def _keep_candidate(self, name: str) -> None:
+        """The worker kept initialisation ``name``: its frames open the recording, the others are dropped."""
+        if self._candidates:
+            self._mark("chosen")
+        for seconds, snap in self._candidates.pop(name, []):
+            self._record(seconds, snap)
+        self._candidates.clear()
+
+    def _record(self, seconds: float, snap: Snapshot) -> None:
+        self.recording.append(snap)
+        if self.ari_reached is None and snap.meta.get("ari", -1.0) >= ARI_REACHED:
+            self.ari_reached = (round(seconds, 2), snap.step)
+            self.timeline.setdefault("ari", round(seconds, 3))
 
     def _drain_stderr(self) -> None:
         with self._proc.stderr as stream:  # closed at the worker's exit: no pipe outlives its run (bench/soak.py)

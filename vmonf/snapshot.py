@@ -111,6 +111,7 @@ class View:
     per_component_images: int = 6  # image data: samples per component shown as images
     to_images: object = None  # image data: callable features -> (n, h, w)
     component_densities: bool = True  # 2-D: also evaluate every component's density
+    index: np.ndarray | None = None  # (P,) rows of the data set the points are
 
 
 def make_view(x: np.ndarray, y: np.ndarray | None, labelled: np.ndarray | None = None, *, max_points: int = 2000,
@@ -124,7 +125,30 @@ def make_view(x: np.ndarray, y: np.ndarray | None, labelled: np.ndarray | None =
         pad = margin * (hi - lo)
         gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid, dtype=np.float32)
         gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid, dtype=np.float32)
-    return View(x[idx], None if y is None else y[idx], None if labelled is None else labelled[idx], gx, gy, **kw)
+    return View(x[idx], None if y is None else y[idx], None if labelled is None else labelled[idx], gx, gy, index=idx,
+                **kw)
+
+
+def data_snapshot(view: View, k: int, meta: dict, assign: np.ndarray | None = None) -> Snapshot:
+    """A frame of the data alone, before any model exists: every point unassigned (``assign`` -1), or
+    coloured by a starting partition ``assign`` (one value per point of the view). No density yet."""
+    n = len(view.points)
+    arrays = {"points": view.points.astype(np.float32), "pi": np.full(k, 1.0 / k, dtype=np.float32),
+              "assign": (np.full(n, -1) if assign is None else assign).astype(np.int16),
+              "confidence": np.ones(n, dtype=np.float32)}
+    if view.y_true is not None:
+        arrays["y_true"] = view.y_true.astype(np.int16)
+    if view.labelled is not None:
+        arrays["labelled"] = view.labelled
+    if view.grid_x is not None:
+        arrays.update(grid_x=view.grid_x, grid_y=view.grid_y)
+    meta = dict(meta)
+    if assign is not None and view.y_true is not None:
+        from vmonf.metrics import clustering_scores
+
+        known = assign >= 0  # held-out points have no place in the partition
+        meta.update(clustering_scores(view.y_true[known], assign[known].astype(np.int64)))
+    return Snapshot.create(meta, arrays)
 
 
 def chunked(fn, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:

@@ -51,7 +51,7 @@ class JobSpec:
     device: str = "auto"
     threads: int = 1  # torch intra-op threads; 1 is fastest for small models beside a server
     max_steps: int = 0  # pause when reached; 0 = run until stopped
-    snapshot_interval: float = 0.15  # seconds between snapshots while running (the live chart shows each)
+    snapshot_interval: float = 0.1  # seconds between snapshots while running (the live chart shows each)
     grid: int = 64  # density grid (2-D): 64x64 costs ~19 ms a frame at K=5, 80x80 ~27 ms, 100x100 ~48 ms
     val_fraction: float = 0.1  # held-out points for the validation curve and best state
     points: list | None = None  # dataset "csv": the user's own 2-D points
@@ -80,67 +80,212 @@ def read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
     return (head[:1], payload) if len(payload) == n else None
 
 
+def load_spec_data(spec: JobSpec):
+    """The spec's data set and its revealed labels (``-1`` unlabelled, or ``None``); ``ValueError`` if unusable."""
+    from vmonf.data import Dataset, load_dataset, pick_labels
+
+    if spec.dataset == "csv":
+        x = np.asarray(spec.points, dtype=np.float32).reshape(-1, 2)
+        y = None if spec.point_labels is None else np.asarray(spec.point_labels, dtype=np.int64)
+        data = Dataset("csv", x, y)
+    else:
+        data = load_dataset(spec.dataset, n=spec.n_samples, seed=spec.data_seed, pca=spec.pca, classes=spec.classes,
+                            toy_params=spec.toy_params, **spec.image_params)
+    if data.y is None and spec.labelled_per_class:
+        raise ValueError("Semi-supervised mode needs labels: add a third column with them to the CSV.")
+    if spec.n_components > len(data.x):
+        raise ValueError(f"K={spec.n_components} is more than the {len(data.x)} data points.")
+    labels = None if data.y is None else pick_labels(data.y, spec.labelled_per_class, spec.data_seed,
+                                                     spec.n_components)
+    return data, labels
+
+
+def spec_view(spec: JobSpec, data, labels):
+    """The points, grid and sample noise every frame of the run shows (:func:`vmonf.snapshot.make_view`)."""
+    from vmonf.snapshot import make_view
+
+    images = data.image_shape is not None
+    return make_view(data.x, data.y, labels >= 0 if labels is not None else None, grid=spec.grid,
+                     seed=spec.data_seed, to_images=data.to_images if images else None,
+                     max_points=1500 if images else 2000)
+
+
+def preview_frame(spec: JobSpec):
+    """The run's first frame, its 2-D points alone, made without a worker (the chart shows it before Start
+    and until the worker's frames arrive). ``None`` for image data, or data the worker would refuse."""
+    from vmonf.data import IMAGE_DATASETS
+    from vmonf.snapshot import data_snapshot
+
+    if spec.dataset in IMAGE_DATASETS:
+        return None
+    try:
+        data, labels = load_spec_data(spec)
+    except ValueError:
+        return None
+    meta = {"step": 0, "state": "created", "stage": "data", "dataset": spec.dataset}
+    return data_snapshot(spec_view(spec, data, labels), spec.n_components, meta)
+
+
+class Renderer:
+    """Draws live frames in a thread of the worker, on a copy of the model, while training goes on.
+
+    A frame (a 64x64 density grid through every flow, the points, samples) costs several training steps.
+    Drawn inline, frames took a quarter of the worker's time and came about 4 times a second; here the
+    training thread only copies the weights (~0.1 ms) and trains on. torch releases the GIL inside each
+    operation, and a frame's operations are large, so it runs on the machine's other core
+    (docs/RESULTS.md, "Frames in a thread"). One frame at a time: while one is drawn, no other is asked for.
+    """
+
+    def __init__(self, draw) -> None:
+        self._draw = draw  # draw(model, job): evaluates and sends one frame
+        self._cv = threading.Condition()
+        self._job: tuple[dict, dict] | None = None
+        self._busy = False
+        self._model = None
+        threading.Thread(target=self._loop, name="vmonf-frames", daemon=True).start()
+
+    def submit(self, model, job: dict) -> bool:
+        """Draw ``model`` as it is now; ``False`` (nothing done) while the last frame is still being drawn."""
+        with self._cv:
+            if self._busy:
+                return False
+            if self._model is None:
+                import copy
+
+                self._model = copy.deepcopy(model)  # every model of a run has one architecture
+            self._job = ({k: v.detach().clone() for k, v in model.state_dict().items()}, job)
+            self._busy = True
+            self._cv.notify_all()
+        return True
+
+    def wait(self) -> None:
+        """Until the frame being drawn has been sent."""
+        with self._cv:
+            while self._busy:
+                self._cv.wait()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._job is None:
+                    self._cv.wait()
+                (state, job), self._job = self._job, None
+            try:
+                self._model.load_state_dict(state)
+                self._draw(self._model, job)
+            except Exception:  # noqa: BLE001 - a frame that fails must not end training: say so, go on
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+
 class Session:
-    """Builds everything from a spec and runs the control loop."""
+    """Builds everything from a spec and runs the control loop.
 
-    def __init__(self, spec: JobSpec, out: BinaryIO):
-        import torch
+    :meth:`prepare` shows the run as it is set up: a frame of the data alone, then each candidate
+    initialisation's partition and its first training steps (meta ``stage``: ``data``, ``partition``,
+    ``candidate``), so nothing is a blank wait. :meth:`run` then trains (``stage`` ``training``).
+    """
 
-        from vmonf.data import Dataset, augmented_features, load_dataset, pick_labels
-        from vmonf.model import ModelConfig
-        from vmonf.snapshot import make_view
-        from vmonf.train import TrainConfig, resolve_device, start_training
-
+    def __init__(self, spec: JobSpec, out: BinaryIO, commands: queue.Queue | None = None):
         self.spec, self.out = spec, out
-        torch.set_num_threads(max(1, spec.threads))
-        self.device = resolve_device(spec.device)
-        if spec.dataset == "csv":
-            x = np.asarray(spec.points, dtype=np.float32).reshape(-1, 2)
-            y = None if spec.point_labels is None else np.asarray(spec.point_labels, dtype=np.int64)
-            data = Dataset("csv", x, y)
-        else:
-            data = load_dataset(spec.dataset, n=spec.n_samples, seed=spec.data_seed, pca=spec.pca,
-                                classes=spec.classes, toy_params=spec.toy_params, **spec.image_params)
-            x, y = data.x, data.y
-        if y is None and spec.labelled_per_class:
-            raise ValueError("Semi-supervised mode needs labels: add a third column with them to the CSV.")
-        if spec.n_components > len(x):
-            raise ValueError(f"K={spec.n_components} is more than the {len(x)} data points.")
-        labels = None if y is None else pick_labels(y, spec.labelled_per_class, spec.data_seed, spec.n_components)
-        config = TrainConfig(**spec.train)
-        # Images are perturbed by shifts and rotations of their pixels (4 copies, made once); 2-D points by noise.
-        perturbed = augmented_features(data, copies=4, seed=spec.data_seed) if (
-            config.consistency and data.image_shape is not None) else None
-        self.event("initializing", message="Choosing a starting point for the components...")
-        result = start_training(x, labels, ModelConfig(spec.n_components, x.shape[1], **spec.model), config,
-                                device=self.device, val_fraction=spec.val_fraction, x_perturbed=perturbed)
-        self.trainer = result.trainer
-        self.init_method = result.init_method
-        to_images = data.to_images if data.image_shape else None
-        self.view = make_view(x, y, labels >= 0 if labels is not None else None, grid=spec.grid,
-                              seed=spec.data_seed, to_images=to_images,
-                              max_points=2000 if data.image_shape is None else 1500)
-        self.history: list[dict] = []
-        self.state = "running"
+        self.commands = commands if commands is not None else queue.Queue()
+        self.pending: list[dict] = []  # commands that arrived while the start was being chosen
+        self.histories: dict[str, list[dict]] = {"": []}  # curve rows, per candidate initialisation while choosing
+        self.history_key = ""
+        self.renderer: Renderer | None = None  # draws frames in a thread (see Renderer); None: inline
+        self._out_lock = threading.Lock()  # the renderer's frames and this thread's events share the stream
+        self.state = "initializing"
+        self.stage, self.candidate = "data", {}
         self.rate = 0.0
         self.step_budget = 0
         self.finish_at = spec.max_steps
+        self.trainer = None
+        self.init_method, self.init_scores, self.init_skipped = "", {}, {}
+        self._last_snap = self._window_t = time.perf_counter()
+        self._window_steps, self._snap_cost = 0, 0.0
+
+    def start_renderer(self) -> None:
+        """Draw frames in a thread from now on (a fork server's warm-up must start none: it forks afterwards)."""
+        self.renderer = Renderer(self.draw)
+
+    def prepare(self, render_thread: bool = True) -> None:
+        """Load the data, show it, choose the initialisation while showing it. Raises ``ValueError`` for a bad spec."""
+        import torch
+
+        from vmonf.data import augmented_features
+        from vmonf.model import ModelConfig
+        from vmonf.snapshot import data_snapshot
+        from vmonf.train import TrainConfig, resolve_device, start_training
+
+        spec = self.spec
+        torch.set_num_threads(max(1, spec.threads))
+        if render_thread:
+            self.start_renderer()
+        self.device = resolve_device(spec.device)
+        data, labels = load_spec_data(spec)
+        x = data.x
+        config = TrainConfig(**spec.train)
+        self.view = spec_view(spec, data, labels)
+        if data.image_shape is None:
+            self.send(data_snapshot(self.view, spec.n_components, self.meta(0)))
+        self.event("initializing", message="Choosing how the components start…", device=str(self.device))
+        # Images are perturbed by shifts and rotations of their pixels (4 copies, made once); 2-D points by noise.
+        perturbed = augmented_features(data, copies=4, seed=spec.data_seed) if (
+            config.consistency and data.image_shape is not None) else None
+        result = start_training(x, labels, ModelConfig(spec.n_components, x.shape[1], **spec.model), config,
+                                device=self.device, val_fraction=spec.val_fraction, x_perturbed=perturbed,
+                                on_event=self.on_start_event)
+        self.trainer = result.trainer
+        self.init_method, self.init_scores, self.init_skipped = result.init_method, result.candidates, result.skipped
+        if result.candidates:  # the kept candidate's curves go on
+            self.history_key = self.init_method
 
     # -- messages ---------------------------------------------------------------------------------
     def event(self, state: str, **info) -> None:
-        write_message(self.out, EVENT, json.dumps({"state": state, **info}).encode())
+        with self._out_lock:
+            write_message(self.out, EVENT, json.dumps({"state": state, **info}).encode())
 
-    def snapshot(self) -> None:
-        from vmonf.snapshot import take_snapshot
+    def send(self, snap) -> None:
+        data = snap.to_bytes()
+        with self._out_lock:
+            write_message(self.out, SNAPSHOT, data)
 
+    def meta(self, step: int) -> dict:
+        return {"step": step, "steps_per_sec": self.rate, "state": self.state, "stage": self.stage,
+                "dataset": self.spec.dataset, "init": self.init_method, **self.candidate}
+
+    def snapshot(self, now: bool = False) -> None:
+        """Send a frame of the trainer's model: drawn by the renderer while training goes on, or here and now
+        (``now``, or no renderer), after any frame in progress, so it arrives before whatever is sent next."""
         tr = self.trainer
-        row = tr.evaluate()
-        self.history = append_bounded(self.history, row, MAX_HISTORY)
-        meta = {"step": tr.step_count, "steps_per_sec": self.rate, "state": self.state, "elapsed": tr.train_seconds,
-                "init": self.init_method, "device": str(self.device), "temperature": tr.temperature(),
-                "loss": row["loss"], "dataset": self.spec.dataset}
-        snap = take_snapshot(tr.model, self.view, self.history, meta, seed=self.spec.data_seed)
-        write_message(self.out, SNAPSHOT, snap.to_bytes())
+        job = {**tr.progress(), "x_val": tr.x_val, "history": self.history_key,
+               "meta": {**self.meta(tr.step_count), "elapsed": tr.train_seconds, "device": str(self.device)}}
+        if self.renderer is None or now:
+            if self.renderer is not None:
+                self.renderer.wait()
+            t0 = time.perf_counter()
+            self.draw(tr.model, job)
+            self._snap_cost = time.perf_counter() - t0
+        elif not self.renderer.submit(tr.model, job):
+            return  # still drawing the last one: try again after the next step
+        self._last_snap = time.perf_counter()
+
+    def draw(self, model, job: dict) -> None:
+        """Evaluate ``model`` for one frame (curves row, densities, assignments) and send it."""
+        from vmonf.snapshot import take_snapshot
+        from vmonf.train import evaluation_row
+
+        row = {key: job[key] for key in ("step", "loss", "temperature", "seconds")}
+        row.update(evaluation_row(model, job["x_val"]))
+        history = self.histories[job["history"]] = append_bounded(self.histories.get(job["history"], []), row,
+                                                                  MAX_HISTORY)
+        meta = {**job["meta"], "temperature": row["temperature"], "loss": row["loss"]}
+        self.send(take_snapshot(model, self.view, history, meta, seed=self.spec.data_seed))
 
     def checkpoint(self) -> None:
         from vmonf.checkpoint import checkpoint_bytes
@@ -149,12 +294,64 @@ class Session:
                  "best_step": self.trainer.best_step}
         write_message(self.out, CHECKPOINT, checkpoint_bytes(self.trainer.model, extra))
 
+    def stepped(self) -> None:
+        """After a training step: update the speed, and send a frame when one is due."""
+        self._window_steps += 1
+        now = time.perf_counter()
+        if now - self._window_t >= 0.5:
+            self.rate, self._window_t, self._window_steps = self._window_steps / (now - self._window_t), now, 0
+        # Inline frames: at least 4x a frame's own cost apart, so they never take more than ~20 % of the
+        # worker's time, whatever the model or grid size. The renderer's: whenever it is free.
+        gap = self.spec.snapshot_interval if self.renderer is not None else max(self.spec.snapshot_interval,
+                                                                                4 * self._snap_cost)
+        if now - self._last_snap >= gap:
+            self.snapshot()
+
+    # -- the start, shown as it is chosen ---------------------------------------------------------
+    def on_start_event(self, ev) -> bool:
+        """:func:`~vmonf.train.choose_start` progress: frames of each candidate. ``True`` (cut the choice
+        short) once a stop has arrived."""
+        from vmonf.snapshot import data_snapshot
+
+        several = ev.total > 1
+        self.candidate = {"candidate": ev.candidate, "candidate_index": ev.index, "candidate_total": ev.total,
+                          "init_steps": ev.trainer.config.init_steps if several else 0}
+        if ev.stage == "partition":
+            self.stage = "partition"
+            if self.view.grid_x is not None:
+                self.send(data_snapshot(self.view, self.spec.n_components, self.meta(0),
+                                        assign=ev.partition[self.view.index]))
+            self.event("initializing", message=f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): fitting q(c|x) "
+                                               "to its partition…")
+            return self.poll_stop()
+        if not several:
+            return self.poll_stop()  # the one start: run() shows it from step 0
+        self.trainer = ev.trainer
+        self.history_key = ev.candidate
+        self.stage = "candidate"
+        if ev.stage in ("initialized", "scored"):
+            self.snapshot(now=True)  # its start and its last state before the choice are always shown
+            if ev.stage == "initialized":
+                self.event("initializing", message=f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): "
+                                                   f"training it {ev.trainer.config.init_steps} steps…")
+        else:
+            self.stepped()
+        return self.poll_stop()
+
+    def poll_stop(self) -> bool:
+        """Keep the commands that arrived; ``True`` if one of them is a stop."""
+        while True:
+            try:
+                self.pending.append(self.commands.get_nowait())
+            except queue.Empty:
+                return any(c.get("cmd") == "stop" for c in self.pending)
+
     # -- control loop -----------------------------------------------------------------------------
     def announce(self, state: str, **info) -> None:
         """Enter ``state``: send a snapshot of it first, then the event, so whoever sees the new state
         already has its frame (a test saw "paused" arrive before the paused step's snapshot)."""
         self.state = state
-        self.snapshot()
+        self.snapshot(now=True)
         self.event(state, **info)
 
     def handle(self, cmd: dict) -> bool:
@@ -185,16 +382,23 @@ class Session:
             self.event(state)
         return True
 
-    def run(self, commands: queue.Queue) -> None:
+    def next_command(self) -> dict | None:
+        """The next command: one kept from the start first; blocks while idle, only looks while training."""
+        if self.pending:
+            return self.pending.pop(0)
+        try:
+            return self.commands.get(block=self.state not in ("running", "stepping"))
+        except queue.Empty:
+            return None
+
+    def run(self) -> None:
         from vmonf.train import DivergenceError
 
-        self.announce("running", init=self.init_method, device=str(self.device))
-        last_snap, window_t, window_steps, snap_cost = time.perf_counter(), time.perf_counter(), 0, 0.0
+        self.stage, self.candidate = "training", {}
+        self.announce("running", init=self.init_method, device=str(self.device), init_scores=self.init_scores,
+                      init_skipped=self.init_skipped)
         while True:
-            try:  # block while idle; while training, only look
-                cmd = commands.get(block=self.state not in ("running", "stepping"))
-            except queue.Empty:
-                cmd = None
+            cmd = self.next_command()
             if cmd is not None:
                 if not self.handle(cmd):
                     break
@@ -204,10 +408,6 @@ class Session:
             except DivergenceError as exc:
                 self.announce("diverged", message=str(exc))
                 continue
-            window_steps += 1
-            now = time.perf_counter()
-            if now - window_t >= 0.5:
-                self.rate, window_t, window_steps = window_steps / (now - window_t), now, 0
             if self.state == "stepping":
                 self.step_budget -= 1
                 if self.step_budget <= 0:
@@ -217,15 +417,32 @@ class Session:
                 self.finish_at = 0  # Resume after this trains on without a limit
                 self.announce("finished", message=f"Reached {self.spec.max_steps} steps.")
                 continue
-            # At least snapshot_interval apart, and at least 4x a snapshot's own cost, so snapshots
-            # never take more than ~20 % of the worker's time, whatever the model or grid size.
-            if now - last_snap >= max(self.spec.snapshot_interval, 4 * snap_cost):
-                self.snapshot()
-                last_snap = time.perf_counter()
-                snap_cost = last_snap - now
-        self.snapshot()
+            self.stepped()
+        self.snapshot(now=True)
         self.checkpoint()
         self.event("stopped")
+
+
+def warm_up() -> None:
+    """Import and run once everything a worker uses (torch, scikit-learn's clusterings, the snapshot), on a
+    tiny run, so that a process forked afterwards starts training at once (:mod:`vmonf.pool`).
+
+    Single-threaded and on the CPU: a fork server must start no thread pool and no CUDA context.
+    """
+    import io
+
+    import torch
+
+    torch.set_num_threads(1)
+    import vmonf.checkpoint  # noqa: F401  (imported for the children)
+
+    spec = JobSpec(n_samples=120, n_components=2, model={"depth": 1, "hidden": 8}, grid=6, device="cpu",
+                   train={"init": "auto", "init_steps": 2, "q_pretrain_steps": 2, "q_hold_steps": 1, "eval_every": 1})
+    session = Session(spec, io.BytesIO())
+    session.prepare(render_thread=False)
+    for _ in range(3):
+        session.trainer.step()
+    session.snapshot()
 
 
 def _read_commands(stream, commands: queue.Queue) -> None:
@@ -268,21 +485,27 @@ def main() -> int:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the message stream
     line = sys.stdin.readline()
-    try:
-        spec = JobSpec.from_json(line)
-        session = Session(spec, out)
-    except (ValueError, TypeError) as exc:
-        write_message(out, EVENT, json.dumps({"state": "error", "message": str(exc)}).encode())
-        return 2
     commands: queue.Queue = queue.Queue()
     threading.Thread(target=_read_commands, args=(sys.stdin, commands), daemon=True).start()
     try:
-        session.run(commands)
+        spec = JobSpec.from_json(line)
+        session = Session(spec, out, commands)
+        session.prepare()
+    except (ValueError, TypeError) as exc:
+        write_message(out, EVENT, json.dumps({"state": "error", "message": str(exc)}).encode())
+        return 2
+    except BrokenPipeError:
+        return 0
+    try:
+        session.run()
     except BrokenPipeError:
         return 0
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["--fork-server"]:
+        from vmonf.pool import serve
 
+        sys.exit(serve(int(sys.argv[2])))
+    sys.exit(main())
