@@ -6,6 +6,7 @@ import ui
 
 st.set_page_config(page_title="VMoNF Studio", page_icon="🌀", layout="wide")
 ui.ensure_plotly_js()
+ui.warm_workers()
 
 pages = [
     st.Page("pages/playground.py", title="2-D playground", icon="🌀", default=True, url_path="playground"),

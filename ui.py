@@ -20,7 +20,9 @@ import plotly
 import plotly.graph_objects as go
 import streamlit as st
 
-from vmonf.job import BusyError, TrainingJob, live_jobs, stop_all
+from vmonf import pool
+from vmonf.figures import INIT_LABELS
+from vmonf.job import ARI_REACHED, BusyError, TrainingJob, live_jobs, stop_all
 from vmonf.snapshot import Snapshot
 from vmonf.worker import JobSpec
 
@@ -32,7 +34,7 @@ if hasattr(signal, "SIGUSR1"):
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 ACTIVE_STATES = ("starting", "initializing", "running", "stepping", "stopping")
 STATE_LABELS = {
-    "created": "not started", "starting": "starting the training process…", "initializing": "choosing a start…",
+    "created": "not started", "starting": "starting the training process…", "initializing": "initialising…",
     "running": "training", "stepping": "taking a few steps", "paused": "paused", "finished": "paused at the step limit",
     "diverged": "stopped: training diverged", "stopping": "stopping…", "stopped": "stopped (model kept)",
     "error": "error",
@@ -51,6 +53,11 @@ def ensure_plotly_js() -> None:
         os.close(fd)
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
+
+
+def warm_workers() -> None:
+    """Have this server's fork server importing torch now, so the first Start finds a worker ready (vmonf.pool)."""
+    pool.warm()
 
 
 # -- the smooth live chart --------------------------------------------------------------------------
@@ -238,22 +245,75 @@ def controls(page: str, spec: JobSpec) -> TrainingJob | None:
     return current_job(page)
 
 
-def status_line(job: TrainingJob, snap: Snapshot | None) -> None:
-    """Step counter, speed and state, plus a clear message for errors or divergence."""
-    state = job.state
+def init_progress(snap: Snapshot | None) -> str:
+    """What the worker is doing before training proper, from its latest frame."""
+    m = snap.meta if snap is not None else {}
+    stage, name = m.get("stage"), INIT_LABELS.get(m.get("candidate", ""), m.get("candidate", ""))
+    if stage not in ("partition", "candidate"):
+        return "Loading the data and choosing how the components start…"
+    total = m.get("candidate_total", 1)
+    which = f"{name} {m.get('candidate_index', 1)}/{total}" if total > 1 else name
+    if stage == "partition":
+        return f"Choosing an initialisation: **{which}**. Its starting partition colours the points; q(c|x) learns it."
+    return (f"Choosing an initialisation: **{which}**, step {snap.step} of {m.get('init_steps', 0)}. Each candidate "
+            "trains briefly and the one with the best held-out ELBO is kept.")
+
+
+def init_summary(job: TrainingJob) -> str | None:
+    """Which initialisation the run kept, and what the others scored (None before it is known)."""
+    init = job.info.get("init")
+    if not init:
+        return None
+    scores = job.info.get("init_scores") or {}
+    text = f"Initialisation: **{INIT_LABELS.get(init, init)}**"
+    if len(scores) > 1:
+        others = ", ".join(f"{INIT_LABELS.get(n, n)} {v:.3f}" for n, v in scores.items() if n != init)
+        text += f", kept for its held-out ELBO {scores[init]:.3f} ({others})"
+    for name, twin in (job.info.get("init_skipped") or {}).items():
+        text += f"; {INIT_LABELS.get(name, name)} gave the same partition as {INIT_LABELS.get(twin, twin)}"
+    return text + "."
+
+
+def status_line(job: TrainingJob | None, snap: Snapshot | None, hint: str = "") -> None:
+    """Step counter, speed and state, what the start is doing, plus a clear message for errors or divergence.
+
+    Its messages share one container, so the charts after it keep their place (and are never re-mounted)
+    as messages come and go. ``hint`` is shown before the first Start.
+    """
+    state = job.state if job else "created"
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("step", f"{snap.step:,}" if snap else "–")
-    c2.metric("steps / s", f"{snap.meta.get('steps_per_sec', 0):.0f}" if snap and state == "running" else "–")
-    c3.metric("device", job.info.get("device", "…"))
+    c1.metric("step", f"{snap.step:,}" if snap and job else "–")
+    rate = snap.meta.get("steps_per_sec", 0) if snap and state in ("running", "initializing") else 0
+    c2.metric("steps / s", f"{rate:.0f}" if rate else "–")
+    c3.metric("device", job.info.get("device", "…") if job else "–")
     c4.metric("state", STATE_LABELS.get(state, state))
+    box = st.container()
+    if job is None:
+        if hint:
+            box.info(hint, icon="👈")
+        return
+    notes = [init_summary(job) if state not in ("starting", "initializing") else None]
+    if job.ari_reached is not None:
+        seconds, step = job.ari_reached
+        notes.append(f"ARI ≥ {ARI_REACHED:g} reached {seconds:.1f} s after Start (step {step:,})")
     if state == "error":
-        st.error(f"Training stopped: {job.message}", icon="🚫")
+        box.error(f"Training stopped: {job.message}", icon="🚫")
     elif state == "diverged":
-        st.error(job.message, icon="💥")
+        box.error(job.message, icon="💥")
     elif state == "finished":
-        st.success(f"{job.message} Press Resume to train on, or Stop to keep the model.", icon="🏁")
+        box.success(f"{job.message} Press Resume to train on, or Stop to keep the model.", icon="🏁")
     elif state in ("starting", "initializing"):
-        st.info("Preparing the run: loading data and choosing a starting point for each component…", icon="⏳")
+        box.info(init_progress(snap), icon="⏳")
+    if any(notes):
+        box.caption(" · ".join(n for n in notes if n))
+
+
+def controls_state(state: str) -> tuple:
+    """What the page around the live panel shows for ``state``: which buttons are enabled, and whether the
+    panel refreshes itself. States with the same value need no full rerun of the page (a full run took
+    ~0.5 s on 2 cores: several of them made Start look slow)."""
+    return (state in ("running", "stepping"), state in ("paused", "finished"), state in ("stopped", "error"),
+            state in ACTIVE_STATES)
 
 
 def refresh_interval(job: TrainingJob, every: float = 0.15) -> float:
@@ -268,22 +328,30 @@ def refresh_interval(job: TrainingJob, every: float = 0.15) -> float:
     return min(2.0, max(every, 0.075 * len(live_jobs()), 0.8 * job.snapshot_interval))
 
 
-def live_panel(page: str, render: Callable[[TrainingJob, Snapshot | None], None], every: float = 0.15) -> None:
-    """Re-run ``render(job, snapshot)`` about every ``every`` seconds while the page's job trains."""
+def live_panel(page: str, render: Callable[[TrainingJob | None, Snapshot | None], None], every: float = 0.15,
+               preview: Snapshot | None = None) -> None:
+    """Re-run ``render(job, snapshot)`` about every ``every`` seconds while the page's job trains.
+
+    ``preview`` (the data alone) is drawn before Start and until the job's first frame arrives, in the same
+    place, so pressing Start never shows an empty chart.
+    """
     job = current_job(page)
-    if job is None:
-        return
-    drawn_state = job.state
-    interval = refresh_interval(job, every)
+    drawn_state = job.state if job else "created"
+    drawn_controls = controls_state(drawn_state)
+    interval = refresh_interval(job, every) if job else every
 
     @st.fragment(run_every=interval if drawn_state in ACTIVE_STATES else None)
     def panel() -> None:
         j = current_job(page)
+        snap = j.latest() if j is not None else None
+        if j is None or snap is None:
+            render(j, preview)
+        else:
+            render(j, snap)
         if j is None:
             return
-        render(j, j.latest())
-        if j.state != drawn_state:
-            st.rerun()  # e.g. the run started, paused, finished or failed: redraw the controls to match
+        if controls_state(j.state) != drawn_controls:
+            st.rerun()  # e.g. training began, paused, finished or failed: redraw the controls to match
         if not 0.5 < refresh_interval(j, every) / interval < 2:
             st.rerun()  # the load changed a lot: a full run sets the new interval (only it can)
 

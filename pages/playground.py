@@ -21,7 +21,7 @@ from vmonf.presets import (
     from_query,
     to_query,
 )
-from vmonf.worker import JobSpec
+from vmonf.worker import JobSpec, preview_frame
 
 PAGE = "toy"
 # Per-data-set sliders: (parameter, label, min, max, default, step, help)
@@ -230,9 +230,10 @@ def settings_ui() -> JobSpec | None:
                              help="Points per training step.")
     labels = sb.slider("labelled points per cluster", 0, 64, 0, key="toy_labels",
                        help="Semi-supervised mode: reveal this many true labels per cluster (0 = unsupervised).")
-    init = sb.selectbox("start", INIT_CHOICES, key="toy_init",
-                        help="How components start. auto tries k-means, spectral and Ward starts and keeps "
-                             "the best; random is the paper's plain start.")
+    init = sb.selectbox("initialisation", INIT_CHOICES, key="toy_init",
+                        help="How the components start before training. auto tries the k-means, spectral and "
+                             "Ward partitions, trains each briefly (you see it happen) and keeps the best "
+                             "held-out ELBO; random is the paper's plain start.")
     steps = sb.slider("stop after (steps)", 0, 20_000, 0, 500, key="toy_steps",
                       help="Training pauses at this step; Resume goes on. 0 = train until you press Stop.")
     seed = sb.number_input("training seed", 0, 10_000, 0, key="toy_seed", help="Seeds the model and mini-batches.")
@@ -263,7 +264,7 @@ def settings_ui() -> JobSpec | None:
 
 
 def render(job, snap) -> None:
-    ui.status_line(job, snap)
+    ui.status_line(job, snap, hint="Choose a data set and settings in the sidebar, then press **Start**.")
     if snap is None:
         return
     comp = st.session_state.get("toy_view_comp", "mixture")
@@ -273,12 +274,30 @@ def render(job, snap) -> None:
     if component is not None and component >= len(snap.get("pi")):
         component = None
     options = dict(component=component, show_samples=st.session_state.get("toy_samples", False),
-                   log_scale=st.session_state.get("toy_log", True), background=background, warp=warp)
-    ui.live_figure(lambda: figures.density_spec(snap, **options), key="toy_density",
-                   token=(snap, tuple(options.items())))
+                   log_scale=st.session_state.get("toy_log", True), background=background, warp=warp,
+                   raster_points=True)
+    def density() -> dict:
+        fig = figures.density_spec(snap, **options)
+        if job is not None:  # how long each stage of Start took, for bench/live_ui.py
+            fig["layout"]["meta"]["timeline"] = dict(job.timeline)
+        return fig
+
+    ui.live_figure(density, key="toy_density", token=(snap, tuple(options.items())))
+    if snap.get("hist_step") is None:
+        return  # the data alone: no curves yet
     if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
         st.session_state["toy_curves_fig"] = figures.curves_spec(snap)
     ui.live_figure(st.session_state["toy_curves_fig"], key="toy_curves")
+
+
+def preview(spec: JobSpec):
+    """The data alone, as the run's first frame will show it (cached per spec for this session)."""
+    key = spec.to_json()
+    memo = st.session_state.get("_toy_preview")
+    if memo is None or memo[0] != key:
+        memo = (key, preview_frame(spec))
+        st.session_state["_toy_preview"] = memo
+    return memo[1]
 
 
 def compare_ui(job) -> None:
@@ -333,10 +352,8 @@ v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
                   "a square grid of its Gaussian base space.")
 v2.toggle("show samples", key="toy_samples", help="Crosses: points drawn from the model, coloured by component.")
 v3.toggle("log scale", value=True, key="toy_log", help="Log density shows the tails; linear shows the peaks.")
-if job is None:
-    st.info("Choose a data set and settings in the sidebar, then press **Start**.", icon="👈")
-else:
-    ui.live_panel(PAGE, render)
+ui.live_panel(PAGE, render, preview=preview(spec))
+if job is not None:
     with st.expander("Compare with a Gaussian mixture (scikit-learn, same K)", icon="⚖️"):
         compare_ui(job)
     with st.expander("Components: share, size and fit; remove one", icon="🧩"):
