@@ -160,6 +160,38 @@ def test_cli_perturbs_images_by_shifting_them(tmp_path, monkeypatch, consistency
         assert copies.shape[0] == 4 and copies.shape[1:] == (1797, 16)
 
 
+SMALL_RUN = ["--components", "3", "--depth", "1", "--hidden", "8", "--samples", "300"]
+
+
+@pytest.mark.parametrize(("every", "expected"), [(None, 101), ("10", 41), ("3", 134)])
+def test_cli_records_from_the_start_and_as_often_as_asked(tmp_path, every, expected):
+    """The recording starts at step 0 (the start itself, before the candidate starts are even scored) and
+    honours --record-every for any N >= 1, below the evaluation interval too: about 100 frames by default,
+    41 for every 10 of 400 steps."""
+    from vmonf.runfile import load_run
+
+    args = ["train", *SMALL_RUN, "--steps", "400", "--out", str(tmp_path)]
+    args += ["--record-every", every] if every else []
+    assert main(args) == 0
+    steps = [f.meta["step"] for f in load_run(tmp_path / "run.vmonf").frames]
+    assert steps[0] == 0 and steps == sorted(set(steps))
+    assert abs(len(steps) - expected) <= 2 and steps[-1] >= 390
+
+
+def test_cli_export_into_a_folder_and_bad_paths(tmp_path, capsys):
+    assert main(["train", *SMALL_RUN, "--steps", "60", "--record-every", "20", "--out", str(tmp_path / "r")]) == 0
+    run = str(tmp_path / "r" / "run.vmonf")
+    assert main(["export", run, "--format", "html", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "run.html").stat().st_size > 1000  # a folder gets run.<format>
+    capsys.readouterr()
+    for bad in (["export", run, "--format", "html", "--out", str(tmp_path / "no" / "such" / "x.html")],
+                ["export", str(tmp_path / "missing.vmonf"), "--out", str(tmp_path)],
+                ["train", *SMALL_RUN, "--steps", "1", "--out", run]):  # --out names a file, not a folder
+        assert main(bad) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_cli_user_error_is_a_message(tmp_path, capsys):
     assert main(["train", "--components", "0", "--steps", "1", "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from vmonf.export import FORMATS, export, thin
 from vmonf.metrics import clustering_scores, loglik_summary
 from vmonf.runfile import Run, load_run, save_run
 from vmonf.snapshot import Recording, make_view, take_snapshot
+from vmonf.train import evaluation_row
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="independent fits (seeds seed, seed+1, ...); the one with the highest log-likelihood is kept")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models)")
-    t.add_argument("--record-every", type=int, default=50, help="steps between recorded frames (2-D data)")
+    t.add_argument("--record-every", type=int, default=0,
+                   help="steps between recorded frames (2-D data), from step 0; 0: about 100 frames over the run")
     t.add_argument("--max-frames", type=int, default=200, help="frames kept in the recording (thinned evenly)")
     t.add_argument("--out", type=Path, required=True, help="output folder")
     e = sub.add_parser("export", help="export a recorded run as an animation",
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--frames", type=int, default=0, help="use at most this many frames, evenly spread (0 = all)")
     e.add_argument("--title", default="", help="title drawn above the animation")
     e.add_argument("--no-overlay", action="store_true", help="leave out the step and ELBO in the corner")
-    e.add_argument("--out", type=Path, required=True, help="output file")
+    e.add_argument("--out", type=Path, required=True, help="output file, or a folder to write run.<format> into")
     return parser
 
 
@@ -76,19 +78,23 @@ def train(args: argparse.Namespace) -> dict:
     print(f"training {args.dataset}: {len(data.x)} points, {data.x.shape[1]} dims, K={args.components}", flush=True)
     # One recording and history per restart (--n-init); the kept fit's recording is saved. Each entry
     # holds its trainer, so no id is reused while the dict lives.
-    runs: dict[int, tuple[object, Recording, list[dict]]] = {}
+    runs: dict[int, tuple[object, Recording, list[dict], set[int]]] = {}
     view = make_view(data.x, data.y, None if y_fit is None else y_fit >= 0) if data.x.shape[1] == 2 else None
+    if args.record_every < 0:
+        raise ValueError(f"--record-every must be 0 (about 100 frames) or a number of steps, got {args.record_every}.")
+    every = args.record_every or max(1, args.steps // 100)
     report_every = max(args.steps // 10, 1)
+    choosing = args.init == "auto" and not args.labels and args.components > 1  # candidate starts come first
 
     def on_progress(trainer) -> None:
         step = trainer.step_count
-        _, recording, history = runs.setdefault(id(trainer), (trainer, Recording(args.max_frames), []))
-        if view is not None and step % args.record_every < trainer.config.eval_every:
-            last = trainer.history[-1] if trainer.history else None
-            history.append(last if last is not None and last["step"] == step else trainer.evaluate())
+        _, recording, history, printed = runs.setdefault(id(trainer), (trainer, Recording(args.max_frames), [], set()))
+        if view is not None:
+            history.append({**trainer.progress(), **evaluation_row(trainer.model, trainer.x_val)})
             recording.append(take_snapshot(trainer.model, view, history, {"step": step}, seed=args.seed))
-        if step % report_every < trainer.config.eval_every:
-            row = trainer.history[-1] if trainer.history else {}
+        if step // report_every not in printed and step > (trainer.config.init_steps if choosing else 0):
+            printed.add(step // report_every)
+            row = history[-1] if history else (trainer.history[-1] if trainer.history else {})
             fit = f"fit {len(runs)}/{args.n_init}  " if args.n_init > 1 else ""
             print(f"{fit}step {step:6d}/{args.steps}  loss {trainer.last_loss:9.3f}  "
                   f"val log-lik {row.get('val_loglik', float('nan')):9.3f}", flush=True)
@@ -98,7 +104,7 @@ def train(args: argparse.Namespace) -> dict:
     copies = None
     if args.consistency and data.pixels is not None:
         copies = augmented_features(data, copies=4, seed=args.seed)
-    est.fit(data.x, y_fit, callback=on_progress, X_perturbed=copies)
+    est.fit(data.x, y_fit, callback=on_progress, callback_every=every, X_perturbed=copies)
     seconds = time.perf_counter() - t0
     recording = runs[id(est.trainer_)][1] if id(est.trainer_) in runs else Recording(args.max_frames)
     metrics = {
@@ -138,9 +144,12 @@ def export_run(args: argparse.Namespace) -> None:
     kw = {"fps": args.fps, "title": args.title}
     if args.format != "html":
         kw.update(size=(w, h), overlay=not args.no_overlay, progress=progress)
+    out = args.out / f"run.{args.format}" if args.out.is_dir() else args.out
+    if not out.parent.is_dir():
+        raise ValueError(f"--out: the folder {out.parent} does not exist; create it or choose another path.")
     data = export(frames, args.format, **kw)
-    atomic_write_bytes(args.out, data)
-    print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB, {len(frames)} frames) in {time.perf_counter() - t0:.1f}s")
+    atomic_write_bytes(out, data)
+    print(f"wrote {out} ({len(data) / 1e6:.2f} MB, {len(frames)} frames) in {time.perf_counter() - t0:.1f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             export_run(args)
     except ValueError as exc:  # user errors: a clear message, no traceback
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that cannot be read or written
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     return 0
 

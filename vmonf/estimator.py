@@ -140,12 +140,14 @@ class VMoNF:
         return mc, tc
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, X, y=None, *, X_perturbed=None, callback=None) -> VMoNF:
+    def fit(self, X, y=None, *, X_perturbed=None, callback=None, callback_every: int | None = None) -> VMoNF:
         """Fit to ``X`` (n, d). ``y`` optionally labels some points (``-1`` = unlabelled). Returns ``self``.
 
         ``X_perturbed`` (copies, n, d): perturbed copies of ``X`` for the consistency term (e.g.
-        :func:`vmonf.data.augmented_features` for images). ``callback(trainer)``, if given, is called
-        every ``eval_every`` steps (e.g. to record progress).
+        :func:`vmonf.data.augmented_features` for images). ``callback(trainer)``, if given, is called at
+        step 0 (the start) and every ``callback_every`` steps (default ``eval_every``), e.g. to record
+        progress; while ``init="auto"`` tries its candidate starts, with each candidate's trainer, so
+        the trainer kept in the end (``trainer_``) was seen from its step 0.
         """
         x = check_array(X)
         n, d = x.shape
@@ -159,10 +161,13 @@ class VMoNF:
         model_cfg, train_cfg = self._configs(d)
         device = resolve_device(self.device)
 
+        if callback_every is not None and (isinstance(callback_every, bool) or int(callback_every) < 1):
+            raise ValueError(f"callback_every must be a whole number of steps, at least 1; got {callback_every!r}.")
+        every = int(callback_every or train_cfg.eval_every)
         best, scores = None, []
         for restart in range(self.n_init):
             cfg = replace(train_cfg, seed=self.seed + restart)
-            result = self._fit_once(x, labels, model_cfg, cfg, device, X_perturbed, callback)
+            result = self._fit_once(x, labels, model_cfg, cfg, device, X_perturbed, callback, every)
             score = mean_log_likelihood(result.trainer.model, x)
             scores.append(score)
             if best is None or score > best[0]:
@@ -181,13 +186,18 @@ class VMoNF:
             self.lower_bound_ = float(self.model_.elbo(trainer.x).mean())
         return self
 
-    def _fit_once(self, x, labels, model_cfg, train_cfg, device, x_perturbed, callback):
+    def _fit_once(self, x, labels, model_cfg, train_cfg, device, x_perturbed, callback, every):
         """One fit from one seed: the start, ``max_steps`` steps, then the best validation state."""
+
+        def seen(event) -> None:
+            if event.stage == "initialized" or (event.stage == "step" and event.trainer.step_count % every == 0):
+                callback(event.trainer)
+
         result = start_training(x, labels, model_cfg, train_cfg, device=device, val_fraction=self.val_fraction,
-                                x_perturbed=x_perturbed)
+                                x_perturbed=x_perturbed, on_event=seen if callback is not None else None)
         trainer = result.trainer
         while trainer.step_count < self.max_steps:  # the chosen start's init_steps count toward max_steps
-            trainer.run(min(train_cfg.eval_every, self.max_steps - trainer.step_count))
+            trainer.run(min(every - trainer.step_count % every, self.max_steps - trainer.step_count))
             if callback is not None:
                 callback(trainer)
         if trainer.x_val is not None:

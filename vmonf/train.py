@@ -498,6 +498,7 @@ def choose_start(make_trainer, x_np: np.ndarray, y_np: np.ndarray | None, k: int
         if partition is not None:
             notify("partition", candidates[0], 1, trainer, partition=partition)
         trainer.initialize(partition)
+        notify("initialized", candidates[0], 1, trainer)
         return FitResult(trainer, candidates[0])
     scores: dict[str, float] = {}
     partitions: dict[str, np.ndarray] = {}
