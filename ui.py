@@ -8,6 +8,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -63,7 +64,7 @@ def warm_workers() -> None:
 # -- the smooth live chart --------------------------------------------------------------------------
 # One <div> per chart; every update calls Plotly.react on it, so the chart is never re-mounted,
 # nothing flickers and uirevision keeps the user's zoom. The JavaScript only ever receives figure
-# JSON built by vmonf.figures (data, never user-provided HTML).
+# JSON built by vmonf.figures (data, never user-provided HTML), inline or from a LiveFeed's file.
 _LIVE_JS = """
 export default function (component) {
   const { data, parentElement } = component;
@@ -88,21 +89,44 @@ export default function (component) {
       document.head.appendChild(s);
     });
   }
-  // The live panel re-sends the last frame between snapshots; parsing and re-plotting it again would only
+  const draw = (fig) => {
+    el.dataset.received = String(Number(el.dataset.received || 0) + 1);  // new frames; "updates" counts drawn ones
+    el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
+    return window.__vmonfPlotly.then(async (Plotly) => {
+      const t0 = performance.now();
+      await Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
+      el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
+      el.dataset.updates = String(Number(el.dataset.updates) + 1);
+      el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");
+      el.dataset.run = JSON.stringify(fig.layout.meta || {});  // which run it shows (tests check isolation)
+    });
+  };
+  if (data && typeof data === "object" && data.feed) {
+    // A live feed: this chart fetches its frames itself, as often as it can draw them (no page rerun per frame).
+    el.__vmonfLive = data.live;
+    if (el.__vmonfFeed === data.feed) { return; }
+    el.__vmonfFeed = data.feed;
+    el.__vmonfData = null;
+    const feed = data.feed;
+    (async () => {
+      let tag = null;
+      while (el.isConnected && el.__vmonfFeed === feed) {
+        try {
+          const r = await fetch(feed, { cache: "no-cache" });
+          const now = r.headers.get("etag") || r.headers.get("last-modified");
+          if (r.ok && now !== tag) { tag = now; await draw(await r.json()); }
+        } catch (e) { tag = null; }  // not there yet, or cut off: fetch again
+        await new Promise((ok) => setTimeout(ok, el.__vmonfLive ? 60 : 400));
+      }
+    })();
+    return;
+  }
+  el.__vmonfFeed = null;  // inline figures from here on: a feed's loop ends
+  // The panel re-sends the last frame between updates; parsing and re-plotting it again would only
   // cost the browser (and, on one machine, the training) time.
   if (!data || el.__vmonfData === data) { return; }
   el.__vmonfData = data;
-  el.dataset.received = String(Number(el.dataset.received || 0) + 1);  // new frames sent; "updates" counts drawn ones
-  const fig = typeof data === "string" ? JSON.parse(data) : data;
-  el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
-  window.__vmonfPlotly.then(async (Plotly) => {
-    const t0 = performance.now();
-    await Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
-    el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
-    el.dataset.updates = String(Number(el.dataset.updates) + 1);
-    el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");
-    el.dataset.run = JSON.stringify(fig.layout.meta || {});  // which run it shows (tests check isolation)
-  }).catch(() => { el.__vmonfData = null; });  // not drawn (plotly.js did not load): try again next time
+  draw(typeof data === "string" ? JSON.parse(data) : data).catch(() => { el.__vmonfData = null; });
 }
 """
 _live_component = st.components.v2.component("vmonf_live_plot", js=_LIVE_JS, isolate_styles=False)
@@ -131,6 +155,86 @@ def live_figure(fig: go.Figure | dict | Callable[[], dict], *, key: str, token: 
     _live_component(data=payload, key=key, height=int(height or 450))
 
 
+#: Where this server's live feeds write their frames (served at ./app/static/live/<pid>/).
+LIVE_ROOT = STATIC / "live"
+LIVE_DIR = LIVE_ROOT / str(os.getpid())
+
+
+class LiveFeed:
+    """A live chart's frames as a file the browser fetches itself, rewritten whenever the job sends a frame.
+
+    Through the page, every frame cost a rerun of the live panel: ~90 ms of the browser's time on top of
+    drawing it, which on a 2-core machine came out of the training (docs/RESULTS.md, "Live feed"). Here the
+    job's relay thread builds each frame's figure (no Streamlit call) and writes it; the chart polls the file,
+    and the panel reruns only for the status line. The file's name is a random token, removed with the feed.
+    """
+
+    def __init__(self) -> None:
+        self.token = secrets.token_urlsafe(16)
+        self.path = LIVE_DIR / f"{self.token}.json"
+        self.url = f"./app/static/live/{os.getpid()}/{self.token}.json"
+        self._lock = threading.Lock()
+        self._job: TrainingJob | None = None
+        self._build: Callable[[Snapshot], dict] | None = None
+        self._view: tuple | None = None
+        self._key: tuple | None = None  # (snapshot, view) last written
+
+    def follow(self, job: TrainingJob, build: Callable[[Snapshot], dict], view: tuple) -> None:
+        """From now on draw ``job``'s frames with ``build`` (``view`` names its options; a new view redraws the
+        latest frame at once, a paused run included)."""
+        with self._lock:
+            old, self._job, self._build = self._job, job, build
+            self._view = view
+        if old is not job:
+            if old is not None:
+                old.unsubscribe(self.publish)
+            job.subscribe(self.publish)
+        if (snap := job.latest()) is not None:
+            self.publish(snap)
+
+    def publish(self, snap: Snapshot) -> None:
+        with self._lock:
+            if self._build is None or self._key == (snap, self._view):
+                return
+            text = json.dumps(self._build(snap), allow_nan=False, default=float)
+            LIVE_DIR.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.path)  # a browser reading it gets the old frame or the new one, never half
+            self._key = (snap, self._view)
+
+    def close(self) -> None:
+        with self._lock:
+            job, self._job, self._build = self._job, None, None
+        if job is not None:
+            job.unsubscribe(self.publish)
+        self.path.unlink(missing_ok=True)
+
+
+def _clear_stale_feeds() -> None:
+    """Remove the feed folders of servers that have exited (each server writes into a folder of its own)."""
+    if not LIVE_ROOT.exists():
+        return
+    for folder in LIVE_ROOT.iterdir():
+        if folder.name.isdigit() and not Path(f"/proc/{folder.name}").exists() and folder != LIVE_DIR:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if os.path.isdir("/proc"):  # where process folders tell which servers still run
+    _clear_stale_feeds()
+
+
+def live_feed(key: str, job: TrainingJob, build: Callable[[Snapshot], dict], *, view: tuple, height: int) -> None:
+    """A live chart (component ``key``) that shows ``job``'s frames drawn by ``build``, fetched by the browser
+    from this session's :class:`LiveFeed` for ``key``."""
+    feeds = session_runs().feeds
+    feed = feeds.get(key)
+    if feed is None:
+        feed = feeds[key] = LiveFeed()
+    feed.follow(job, build, view)
+    _live_component(data={"feed": feed.url, "live": job.state in ACTIVE_STATES}, key=key, height=height)
+
+
 def throttled(key: str, seconds: float) -> bool:
     """True at most once every ``seconds`` per ``key`` in this session (for slow-changing charts)."""
     now = time.monotonic()
@@ -154,6 +258,7 @@ class SessionRuns:
 
     def __init__(self) -> None:
         self.jobs: dict[str, TrainingJob] = {}
+        self.feeds: dict[str, LiveFeed] = {}  # by chart key
         self.seen = time.monotonic()  # the last script run of the session (see session_runs)
 
     def released(self, grace: float) -> None:
@@ -170,6 +275,8 @@ class SessionRuns:
 
     def close(self) -> None:
         stop_all(list(self.jobs.values()), timeout=5)
+        for feed in self.feeds.values():
+            feed.close()
 
 
 @st.cache_resource(scope="session", on_release=lambda runs: runs.released(RECONNECT_GRACE_S), show_spinner=False)
@@ -282,7 +389,10 @@ def status_line(job: TrainingJob | None, snap: Snapshot | None, hint: str = "") 
     """
     state = job.state if job else "created"
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("step", f"{snap.step:,}" if snap and job else "–")
+    training = snap is not None and job is not None and snap.meta.get("stage", "training") == "training"
+    c1.metric("step", f"{snap.step:,}" if training else "–",  # candidate starts count their own steps (below)
+              help="Training steps of the run's model. While the initialisation is chosen, each candidate's steps "
+                   "are in the line below.")
     rate = snap.meta.get("steps_per_sec", 0) if snap and state in ("running", "initializing") else 0
     c2.metric("steps / s", f"{rate:.0f}" if rate else "–")
     c3.metric("device", job.info.get("device", "…") if job else "–")

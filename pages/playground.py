@@ -276,13 +276,16 @@ def render(job, snap) -> None:
     options = dict(component=component, show_samples=st.session_state.get("toy_samples", False),
                    log_scale=st.session_state.get("toy_log", True), background=background, warp=warp,
                    raster_points=True)
-    def density() -> dict:
-        fig = figures.density_spec(snap, **options)
-        if job is not None:  # how long each stage of Start took, for bench/live_ui.py
-            fig["layout"]["meta"]["timeline"] = dict(job.timeline)
-        return fig
+    if job is None:  # the data before Start, drawn here
+        ui.live_figure(lambda: figures.density_spec(snap, **options), key="toy_density",
+                       token=(snap, tuple(options.items())))
+    else:
+        def build(frame) -> dict:
+            fig = figures.density_spec(frame, **options)
+            fig["layout"]["meta"]["timeline"] = dict(job.timeline)  # how long each stage of Start took (bench)
+            return fig
 
-    ui.live_figure(density, key="toy_density", token=(snap, tuple(options.items())))
+        ui.live_feed("toy_density", job, build, view=tuple(options.items()), height=520)
     if snap.get("hist_step") is None:
         return  # the data alone: no curves yet
     if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
@@ -352,7 +355,7 @@ v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
                   "a square grid of its Gaussian base space.")
 v2.toggle("show samples", key="toy_samples", help="Crosses: points drawn from the model, coloured by component.")
 v3.toggle("log scale", value=True, key="toy_log", help="Log density shows the tails; linear shows the peaks.")
-ui.live_panel(PAGE, render, preview=preview(spec))
+ui.live_panel(PAGE, render, every=0.5, preview=preview(spec))
 if job is not None:
     with st.expander("Compare with a Gaussian mixture (scikit-learn, same K)", icon="⚖️"):
         compare_ui(job)

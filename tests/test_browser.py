@@ -22,6 +22,7 @@ from browser import (
     run_meta,
     step_counter,
     streamlit_server,
+    wait_for_fork_server,
     worker_pids,
 )
 
@@ -103,6 +104,81 @@ def test_trains_live_updates_and_pauses(server, browser):
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     page.close()
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(server, browser):
+    """Before Start the chart already shows the points; after it, each candidate initialisation is shown
+    training (with its name in the title and the status line) before the kept one trains on."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
+    wait_until(lambda: run_meta(page).get("stage") == "data" and live_updates(page)[0][0] >= 1, timeout=30)
+    assert step_counter(page) is None  # nothing trained yet: the points alone
+    click(page, "Start")
+    seen = []
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not (seen and seen[-1][0] == "training"):
+        meta = run_meta(page)
+        if meta.get("stage") and (not seen or seen[-1] != (meta["stage"], meta.get("candidate"))):
+            seen.append((meta["stage"], meta.get("candidate")))
+        if page.get_by_text("Choosing an initialisation").count():
+            seen.append(("status line", None)) if ("status line", None) not in seen else None
+        time.sleep(0.05)
+    stages = [stage for stage, _ in seen]
+    assert "candidate" in stages and stages[-1] == "training", seen
+    assert stages.index("candidate") < stages.index("training")
+    assert {c for stage, c in seen if stage == "candidate"} <= {"kmeans", "spectral", "ward"}
+    assert ("status line", None) in seen, "the status line said which initialisation was being tried"
+    wait_until(lambda: page.get_by_text("Initialisation:").count(), timeout=30)  # and which one was kept
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_runs_get_warm_workers_from_the_one_fork_server(server, browser):
+    """Each Start forks its worker from the server's fork server (imports already done); it stays for the next."""
+    url, proc = server
+    forksrv = wait_for_fork_server(proc.pid)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url + "/?ds=pinwheel&init=kmeans")
+    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
+    for _ in range(2):
+        before = set(worker_pids(proc.pid))
+        click(page, "Start" if page.get_by_role("button", name="Start", exact=True).count() else "Start again")
+        mine = wait_until(lambda b=before: set(worker_pids(proc.pid)) - b, timeout=30)
+        assert all(parent_pid(pid) == forksrv for pid in mine), "the worker was not forked from the fork server"
+        wait_until(lambda: step_counter(page), timeout=90)
+        click(page, "Stop")
+        wait_until(lambda m=mine: not (set(worker_pids(proc.pid)) & m), timeout=30)
+    assert wait_for_fork_server(proc.pid) == forksrv  # the same fork server serves every run
+    page.close()
+
+
+def test_four_sessions_started_together_all_train(server, browser):
+    url, proc = server
+    wait_for_fork_server(proc.pid)
+    before = set(worker_pids(proc.pid))
+    pages = []
+    for _ in range(4):
+        page = browser.new_context(viewport={"width": 1300, "height": 950}).new_page()
+        page.goto(url)
+        page.get_by_role("button", name="Start", exact=True).wait_for(timeout=60_000)
+        pages.append(page)
+    for page in pages:
+        click(page, "Start")
+    if not poll(lambda: all((run_meta(p).get("step") or 0) > 0 for p in pages), 240):
+        raise AssertionError(f"not every session drew a trained frame: {[run_meta(p) for p in pages]}; "
+                             f"server log tail:\n{server_log(proc)}")
+    assert len(set(worker_pids(proc.pid)) - before) == 4
+    steps = [run_meta(p)["step"] for p in pages]
+    assert poll(lambda: all(run_meta(p)["step"] > s for p, s in zip(pages, steps, strict=True)), 120), "all four train"
+    for page in pages:
+        page.context.close()
+    wait_until(lambda: not (set(worker_pids(proc.pid)) - before), timeout=60 + float(GRACE))
 
 
 def test_closing_the_tab_ends_the_training(server, browser):
@@ -216,7 +292,7 @@ def test_a_dropped_connection_keeps_the_run_and_starts_no_second_worker(server, 
     """Streamlit releases a session's resources whenever its websocket drops; the run must survive that."""
     url, proc = server
     before = set(worker_pids(proc.pid))
-    page = open_and_start(browser, url, "/?init=kmeans", init_script=TRACK_SOCKETS)
+    page = open_and_start(browser, url, "/?ds=pinwheel&init=kmeans", init_script=TRACK_SOCKETS)
     mine = wait_until(lambda: set(worker_pids(proc.pid)) - before, timeout=30)
     first = wait_until(lambda: step_counter(page), timeout=90)
     assert drop_connection(page) >= 1

@@ -150,3 +150,28 @@ def test_trainer_history_stays_bounded(monkeypatch):
     trainer.run(40)
     steps = [row["step"] for row in trainer.history]
     assert len(steps) <= 9 and steps[0] == 1 and steps[-1] == 40 and steps == sorted(steps)
+
+
+def test_the_start_is_shown_and_stop_while_choosing_keeps_a_model():
+    """The worker sends the data, each candidate initialisation's partition and training frames, and keeps
+    only the kept candidate's frames for the recording; Stop while it chooses still ends with a checkpoint."""
+    spec = {**SMALL, "train": {"init": "auto", "init_steps": 30, "q_pretrain_steps": 20, "q_hold_steps": 20}}
+    job = started(**spec)
+    try:
+        assert job.wait_for(lambda j: j.latest() is not None and j.latest().meta.get("stage") == "training", 90)
+        assert {"worker", "data", "partition", "first_trained", "chosen"} <= set(job.timeline)
+        assert job.timeline["data"] <= job.timeline["partition"] <= job.timeline["chosen"]
+        kept = job.info["init"]
+        assert kept in job.info["init_scores"] or kept in job.info["init_skipped"].values()
+        frames = job.recording.snapshot_list()
+        assert frames[0].step == 0 and frames[0].meta.get("candidate") == kept  # the kept start from its step 0
+        assert all(f.meta.get("candidate") in (kept, None) for f in frames)
+        assert [f.step for f in frames] == sorted(f.step for f in frames)
+    finally:
+        job.stop()
+    early = started(**{**spec, "train": {**spec["train"], "init_steps": 100_000}})  # a choice that never ends
+    try:
+        assert early.wait_for(lambda j: j.latest() is not None and j.latest().meta.get("stage") == "candidate", 60)
+    finally:
+        early.stop(timeout=30)
+    assert early.state == "stopped" and early.checkpoint, (early.state, early.message)

@@ -83,6 +83,7 @@ class TrainingJob:
         self.timeline: dict[str, float] = {}
         self.ari_reached: tuple[float, int] | None = None  # (seconds since start, step)
         self._candidates: dict[str, list[tuple[float, Snapshot]]] = {}  # frames of each candidate start
+        self._listeners: list = []  # called with every frame, in the relay thread (see subscribe)
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -202,6 +203,16 @@ class TrainingJob:
         with self._lock:
             return self._latest
 
+    def subscribe(self, listener) -> None:
+        """Call ``listener(snapshot)`` with every frame that arrives, in the relay thread: it must be quick, and
+        must not touch the UI framework. An exception in it is printed and ignored."""
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+
+    def unsubscribe(self, listener) -> None:
+        with self._lock:
+            self._listeners = [f for f in self._listeners if f is not listener]
+
     def wait_for(self, predicate, timeout: float = 30.0, poll: float = 0.05) -> bool:
         """Wait until ``predicate(self)`` holds (for scripts and tests)."""
         end = time.monotonic() + timeout
@@ -259,6 +270,14 @@ class TrainingJob:
         self._last_arrival = now
         with self._lock:
             self._latest = snap
+            listeners = self._listeners
+        for listener in listeners:
+            try:
+                listener(snap)
+            except Exception:  # noqa: BLE001 - a failing viewer must never stop the run
+                import traceback
+
+                traceback.print_exc()
         seconds = self._mark(stage if stage in ("data", "partition") else "frame")
         if snap.step > 0:
             self._mark("first_trained")

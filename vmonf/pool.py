@@ -237,10 +237,16 @@ def set_process_name(name: str) -> None:
 
 def serve(fd: int) -> int:
     """The fork server's main loop (``python -m vmonf.worker --fork-server FD``)."""
+    import warnings
+
     sock = socket.socket(fileno=fd)
     from vmonf.worker import warm_up
 
     warm_up()
+    # Python >= 3.12 warns about fork() in a process with threads. The only other thread here is the
+    # background purger of the jemalloc that pyarrow brings (imported with scikit-learn), which jemalloc's own
+    # fork handlers take care of; this process itself starts none.
+    warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning)
     set_process_name("vmonf-forksrv")
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)

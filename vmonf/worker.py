@@ -14,6 +14,8 @@ Wire format, both directions pickle-free:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import queue
@@ -126,6 +128,173 @@ def preview_frame(spec: JobSpec):
     return data_snapshot(spec_view(spec, data, labels), spec.n_components, meta)
 
 
+class FrameDrawer:
+    """Draws one frame of a model (curve row, densities, assignments) and hands it to ``send``; keeps the
+    curves, one list per candidate initialisation (a job's ``"history"`` key)."""
+
+    def __init__(self, view, seed: int, send) -> None:
+        self.view, self.seed, self.send = view, seed, send
+        self.histories: dict[str, list[dict]] = {}
+
+    def draw(self, model, job: dict) -> None:
+        from vmonf.snapshot import take_snapshot
+        from vmonf.train import evaluation_row
+
+        row = {key: job[key] for key in ("step", "loss", "temperature", "seconds")}
+        row.update(evaluation_row(model, job["x_val"]))
+        key = job["history"]
+        history = self.histories[key] = append_bounded(self.histories.get(key, []), row, MAX_HISTORY)
+        meta = {**job["meta"], "temperature": row["temperature"], "loss": row["loss"]}
+        self.send(take_snapshot(model, self.view, history, meta, seed=self.seed))
+
+
+def _arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+class ProcessRenderer:
+    """Draws the live frames of a 2-D run in a process of its own, at the lowest CPU priority.
+
+    In a thread of the worker (:class:`Renderer`) frames share the GIL with training: the worker never
+    used more than about one core, and training kept ~70-80 % of its speed at 5-8 frames a second. This
+    process is forked from the worker before the worker starts any thread; it gets each frame's weights
+    through a pipe (``.npz``, ~1 ms), draws, and sends the frame back, which the worker's forwarding thread
+    writes to the stream. Training keeps its core; frames use what the machine has left
+    (docs/RESULTS.md, "Frames in a process"). Same interface as :class:`Renderer`.
+    """
+
+    def __init__(self, pid: int, to_child: int, from_child: int) -> None:
+        self.pid = pid
+        self._to = os.fdopen(to_child, "wb")
+        self._from = os.fdopen(from_child, "rb")
+        self._cv = threading.Condition()
+        self._busy = False
+        self._set_up = False
+        self._sent_at = 0.0
+        self.cost = 0.0  # seconds from asking for the last frame to having it
+        self.alive = True
+        self.forward = None  # forward(snapshot bytes): set by the session; called in the forwarding thread
+
+    @staticmethod
+    def fork() -> ProcessRenderer | None:
+        """Fork the drawing process now (only where ``fork`` exists; call it before starting any thread)."""
+        if not (hasattr(os, "fork") and sys.platform.startswith("linux")) or os.environ.get("VMONF_FRAME_PROCESS",
+                                                                                              "1") == "0":
+            return None
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(down_w)
+            os.close(up_r)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)  # the worker's stdin and stdout belong to the server: holding them would keep
+            os.dup2(devnull, 1)  # the server's end from seeing the worker exit
+            code = 1
+            try:
+                code = _draw_frames(down_r, up_w)
+            finally:
+                os._exit(code)
+        os.close(down_r)
+        os.close(up_w)
+        return ProcessRenderer(pid, down_w, up_r)
+
+    def start(self, forward) -> None:
+        self.forward = forward
+        threading.Thread(target=self._read, name="vmonf-frames-in", daemon=True).start()
+
+    def submit(self, model, job: dict) -> bool:
+        with self._cv:
+            if self._busy or not self.alive:
+                return False
+            self._busy = True
+        try:
+            if not self._set_up:
+                self._set_up = True
+                view = self._view
+                x_val = job["x_val"]
+                fields = {"points": view.points, "grid_x": view.grid_x, "grid_y": view.grid_y,
+                          "x_val": np.zeros((0, view.points.shape[1]), np.float32) if x_val is None else
+                          x_val.cpu().numpy()}
+                fields.update({k: v for k, v in (("y_true", view.y_true), ("labelled", view.labelled))
+                               if v is not None})
+                setup = {"config": model.config.to_dict(), "seed": self._seed, "n_samples": view.n_samples}
+                write_message(self._to, b"V", json.dumps(setup).encode() + b"\n" + _npz(**fields))
+            state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+            meta = {k: v for k, v in job.items() if k != "x_val"}
+            self._sent_at = time.perf_counter()
+            write_message(self._to, b"M", json.dumps(meta).encode() + b"\n" + _npz(**state))
+        except (BrokenPipeError, OSError, ValueError):
+            self._gone()
+            return False
+        return True
+
+    def wait(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        with self._cv:
+            while self._busy and self.alive and time.monotonic() < end:
+                self._cv.wait(0.1)
+
+    def _read(self) -> None:
+        while (msg := read_message(self._from)) is not None:
+            self.cost = time.perf_counter() - self._sent_at
+            try:
+                self.forward(msg[1])
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+        self._gone()
+
+    def _gone(self) -> None:
+        with self._cv:
+            self.alive = self._busy = False
+            self._cv.notify_all()
+
+    def configure(self, view, seed: int) -> None:
+        self._view, self._seed = view, seed
+
+    def close(self) -> None:
+        """End the drawing process (it reads the end of its input and exits)."""
+        with contextlib.suppress(OSError):
+            self._to.close()
+        self._gone()
+
+
+def _draw_frames(down: int, up: int) -> int:
+    """The drawing process: frames of the models the worker sends, until its pipe closes."""
+    import torch
+
+    from vmonf.model import ModelConfig, VMoNFModel
+    from vmonf.snapshot import View
+
+    lower_thread_priority(19)
+    torch.set_num_threads(1)
+    source, sink = os.fdopen(down, "rb"), os.fdopen(up, "wb")
+    drawer = model = x_val = None
+    while (msg := read_message(source)) is not None:
+        kind, payload = msg
+        head, _, body = payload.partition(b"\n")
+        info, arrays = json.loads(head), _arrays(body)
+        if kind == b"V":
+            v = {k: arrays.get(k) for k in ("points", "y_true", "labelled", "grid_x", "grid_y")}
+            view = View(v["points"], v["y_true"], v["labelled"], v["grid_x"], v["grid_y"], n_samples=info["n_samples"])
+            x_val = torch.as_tensor(arrays["x_val"]) if arrays["x_val"].size else None
+            model = VMoNFModel(ModelConfig(**info["config"]))
+            drawer = FrameDrawer(view, info["seed"], lambda snap: write_message(sink, SNAPSHOT, snap.to_bytes()))
+        elif kind == b"M" and drawer is not None:
+            model.load_state_dict({k: torch.from_numpy(a) for k, a in arrays.items()})
+            drawer.draw(model, {**info, "x_val": x_val})
+    return 0
+
+
 class Renderer:
     """Draws live frames in a thread of the worker, on a copy of the model, while training goes on.
 
@@ -142,6 +311,7 @@ class Renderer:
         self._job: tuple[dict, dict] | None = None
         self._busy = False
         self._model = None
+        self.cost = 0.0  # seconds the last frame took to draw
         threading.Thread(target=self._loop, name="vmonf-frames", daemon=True).start()
 
     def submit(self, model, job: dict) -> bool:
@@ -165,14 +335,17 @@ class Renderer:
                 self._cv.wait()
 
     def _loop(self) -> None:
+        lower_thread_priority()
         while True:
             with self._cv:
                 while self._job is None:
                     self._cv.wait()
                 (state, job), self._job = self._job, None
+            t0 = time.perf_counter()
             try:
                 self._model.load_state_dict(state)
                 self._draw(self._model, job)
+                self.cost = time.perf_counter() - t0
             except Exception:  # noqa: BLE001 - a frame that fails must not end training: say so, go on
                 import traceback
 
@@ -191,13 +364,15 @@ class Session:
     ``candidate``), so nothing is a blank wait. :meth:`run` then trains (``stage`` ``training``).
     """
 
-    def __init__(self, spec: JobSpec, out: BinaryIO, commands: queue.Queue | None = None):
+    def __init__(self, spec: JobSpec, out: BinaryIO, commands: queue.Queue | None = None,
+                 frame_process: ProcessRenderer | None = None):
         self.spec, self.out = spec, out
+        self.frame_process = frame_process  # forked before any thread started; used for 2-D data
         self.commands = commands if commands is not None else queue.Queue()
         self.pending: list[dict] = []  # commands that arrived while the start was being chosen
-        self.histories: dict[str, list[dict]] = {"": []}  # curve rows, per candidate initialisation while choosing
-        self.history_key = ""
-        self.renderer: Renderer | None = None  # draws frames in a thread (see Renderer); None: inline
+        self.history_key = ""  # whose curves a frame continues: "" or, while choosing, the candidate's name
+        self.drawer: FrameDrawer | None = None
+        self.renderer: ProcessRenderer | Renderer | None = None  # draws frames while training goes on; None: inline
         self._out_lock = threading.Lock()  # the renderer's frames and this thread's events share the stream
         self.state = "initializing"
         self.stage, self.candidate = "data", {}
@@ -210,8 +385,21 @@ class Session:
         self._window_steps, self._snap_cost = 0, 0.0
 
     def start_renderer(self) -> None:
-        """Draw frames in a thread from now on (a fork server's warm-up must start none: it forks afterwards)."""
-        self.renderer = Renderer(self.draw)
+        """Draw frames beside training from now on: in the drawing process for 2-D data where there is one,
+        else in a thread (a fork server's warm-up starts neither: it forks afterwards)."""
+        process, self.frame_process = self.frame_process, None
+        if process is not None and self.view.grid_x is not None:
+            process.configure(self.view, self.spec.data_seed)
+            process.start(self._forward)
+            self.renderer = process
+            return
+        if process is not None:
+            process.close()
+        self.renderer = Renderer(self.drawer.draw)
+
+    def _forward(self, frame: bytes) -> None:
+        with self._out_lock:
+            write_message(self.out, SNAPSHOT, frame)
 
     def prepare(self, render_thread: bool = True) -> None:
         """Load the data, show it, choose the initialisation while showing it. Raises ``ValueError`` for a bad spec."""
@@ -224,13 +412,14 @@ class Session:
 
         spec = self.spec
         torch.set_num_threads(max(1, spec.threads))
-        if render_thread:
-            self.start_renderer()
         self.device = resolve_device(spec.device)
         data, labels = load_spec_data(spec)
         x = data.x
         config = TrainConfig(**spec.train)
         self.view = spec_view(spec, data, labels)
+        self.drawer = FrameDrawer(self.view, spec.data_seed, self.send)
+        if render_thread:
+            self.start_renderer()
         if data.image_shape is None:
             self.send(data_snapshot(self.view, spec.n_components, self.meta(0)))
         self.event("initializing", message="Choosing how the components start…", device=str(self.device))
@@ -260,32 +449,26 @@ class Session:
                 "dataset": self.spec.dataset, "init": self.init_method, **self.candidate}
 
     def snapshot(self, now: bool = False) -> None:
-        """Send a frame of the trainer's model: drawn by the renderer while training goes on, or here and now
-        (``now``, or no renderer), after any frame in progress, so it arrives before whatever is sent next."""
+        """Send a frame of the trainer's model: drawn by the renderer while training goes on, or (``now``) before
+        this returns, after any frame in progress, so it arrives before whatever is sent next."""
         tr = self.trainer
         job = {**tr.progress(), "x_val": tr.x_val, "history": self.history_key,
                "meta": {**self.meta(tr.step_count), "elapsed": tr.train_seconds, "device": str(self.device)}}
-        if self.renderer is None or now:
-            if self.renderer is not None:
-                self.renderer.wait()
+        renderer = self.renderer
+        if now and renderer is not None:
+            renderer.wait()
+            if isinstance(renderer, ProcessRenderer) and renderer.submit(tr.model, job):
+                renderer.wait()
+                self._last_snap = time.perf_counter()
+                return
+            renderer = None  # a thread (or a gone process): draw here
+        if renderer is None:
             t0 = time.perf_counter()
-            self.draw(tr.model, job)
+            self.drawer.draw(tr.model, job)
             self._snap_cost = time.perf_counter() - t0
-        elif not self.renderer.submit(tr.model, job):
+        elif not renderer.submit(tr.model, job):
             return  # still drawing the last one: try again after the next step
         self._last_snap = time.perf_counter()
-
-    def draw(self, model, job: dict) -> None:
-        """Evaluate ``model`` for one frame (curves row, densities, assignments) and send it."""
-        from vmonf.snapshot import take_snapshot
-        from vmonf.train import evaluation_row
-
-        row = {key: job[key] for key in ("step", "loss", "temperature", "seconds")}
-        row.update(evaluation_row(model, job["x_val"]))
-        history = self.histories[job["history"]] = append_bounded(self.histories.get(job["history"], []), row,
-                                                                  MAX_HISTORY)
-        meta = {**job["meta"], "temperature": row["temperature"], "loss": row["loss"]}
-        self.send(take_snapshot(model, self.view, history, meta, seed=self.spec.data_seed))
 
     def checkpoint(self) -> None:
         from vmonf.checkpoint import checkpoint_bytes
@@ -300,10 +483,14 @@ class Session:
         now = time.perf_counter()
         if now - self._window_t >= 0.5:
             self.rate, self._window_t, self._window_steps = self._window_steps / (now - self._window_t), now, 0
-        # Inline frames: at least 4x a frame's own cost apart, so they never take more than ~20 % of the
-        # worker's time, whatever the model or grid size. The renderer's: whenever it is free.
-        gap = self.spec.snapshot_interval if self.renderer is not None else max(self.spec.snapshot_interval,
-                                                                                4 * self._snap_cost)
+        # Inline frames at least 4x a frame's own cost apart, so they never take more than ~20 % of the worker's
+        # time, whatever the model or grid size; a drawing thread's at least 2x apart, as it shares the GIL with
+        # training (docs/RESULTS.md). The drawing process takes the next frame as soon as it is free.
+        if self.renderer is None:
+            spacing = 4 * self._snap_cost
+        else:
+            spacing = 2 * self.renderer.cost if isinstance(self.renderer, Renderer) else 0.0
+        gap = max(self.spec.snapshot_interval, spacing)
         if now - self._last_snap >= gap:
             self.snapshot()
 
@@ -459,6 +646,19 @@ def _read_commands(stream, commands: queue.Queue) -> None:
 NICE = int(os.environ.get("VMONF_WORKER_NICE", "10"))
 
 
+#: Scheduling priority of the thread that draws frames: below training's, so frames use the CPU training leaves.
+FRAME_NICE = int(os.environ.get("VMONF_FRAME_NICE", "19"))
+
+
+def lower_thread_priority(nice: int = FRAME_NICE) -> None:
+    """Give the calling thread priority ``nice`` (Linux schedules threads one by one; elsewhere nothing)."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id") and sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
+        except OSError:
+            pass  # not allowed here: frames keep the worker's priority
+
+
 def lower_priority(nice: int = NICE) -> None:
     """Lower this process's CPU priority by ``nice``.
 
@@ -485,11 +685,18 @@ def main() -> int:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the message stream
     line = sys.stdin.readline()
+    try:
+        spec = JobSpec.from_json(line)
+    except (ValueError, TypeError) as exc:
+        write_message(out, EVENT, json.dumps({"state": "error", "message": str(exc)}).encode())
+        return 2
+    from vmonf.data import IMAGE_DATASETS
+
+    frames = ProcessRenderer.fork() if spec.dataset not in IMAGE_DATASETS and spec.grid > 0 else None
     commands: queue.Queue = queue.Queue()
     threading.Thread(target=_read_commands, args=(sys.stdin, commands), daemon=True).start()
     try:
-        spec = JobSpec.from_json(line)
-        session = Session(spec, out, commands)
+        session = Session(spec, out, commands, frame_process=frames)
         session.prepare()
     except (ValueError, TypeError) as exc:
         write_message(out, EVENT, json.dumps({"state": "error", "message": str(exc)}).encode())

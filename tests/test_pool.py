@@ -1,0 +1,70 @@
+"""The fork server that hands out warm training workers (vmonf.pool)."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from vmonf import pool
+
+pytestmark = pytest.mark.skipif(not pool.SUPPORTED, reason="the fork server needs Linux")
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = pool.ForkServer()
+    yield srv
+    srv.close()
+
+
+def test_forked_workers_exit_codes_and_kill(server):
+    w = server.spawn()
+    assert w.poll() is None and w.pid != server.proc.pid
+    end = time.monotonic() + 5  # it names itself right after the fork
+    while open(f"/proc/{w.pid}/comm").read().strip() != "vmonf-worker" and time.monotonic() < end:
+        time.sleep(0.02)
+    assert open(f"/proc/{w.pid}/comm").read().strip() == "vmonf-worker"
+    w.stdin.write(b"not json\n")  # the worker refuses a bad spec with an error event and exit code 2
+    w.stdin.flush()
+    assert w.wait(30) == 2 and w.stdout.read(1) == b"E"
+    k = server.spawn()
+    k.kill()
+    assert k.wait(10) == -9
+    with pytest.raises(subprocess.TimeoutExpired):
+        server.spawn().wait(0.2)  # waits for its spec, so it is still running
+
+
+def test_the_idle_fork_server_uses_no_cpu_and_forks_fast(server):
+    server.spawn().kill()  # ready: its imports are done
+    before = cpu_ticks(server.proc.pid)
+    time.sleep(2)
+    assert cpu_ticks(server.proc.pid) - before <= 1  # blocked on its socket, not polling
+    t0 = time.perf_counter()
+    w = server.spawn()
+    assert time.perf_counter() - t0 < 2.0  # no interpreter or torch start-up (a plain worker: seconds)
+    w.kill()
+
+
+def test_plain_processes_when_the_fork_server_is_off(monkeypatch):
+    monkeypatch.setenv("VMONF_FORK_SERVER", "0")
+    w = pool.spawn()
+    try:
+        assert isinstance(w, subprocess.Popen)
+    finally:
+        w.kill()
+        w.wait(10)
+
+
+def test_workers_outlive_a_closed_fork_server():
+    srv = pool.ForkServer()
+    w = srv.spawn()
+    srv.close()
+    assert srv.proc.poll() is not None and os.path.exists(f"/proc/{w.pid}")
+    w.stdin.close()  # a worker whose server is gone reads end of input: it exits by itself
+    assert w.wait(30) is not None
