@@ -144,9 +144,9 @@ def main() -> None:
         time.sleep(2)
         pages = [open_page(browser, url) for _ in range(args.sessions)]
         many = watch_start(pages, timeout=60)
-        later = [step_counter(p) or 0 for p in pages]
+        later = [run_meta(p).get("step") or 0 for p in pages]
         time.sleep(3)
-        trains = sum((step_counter(p) or 0) > n for p, n in zip(pages, later, strict=True))
+        trains = sum((run_meta(p).get("step") or 0) != n for p, n in zip(pages, later, strict=True))
         browser.close()
     base = headless_rate(args.seconds)
     print("one session, default playground run (pinwheel, K=5, depth 4, initialisation auto), Chromium on this machine")
@@ -169,7 +169,7 @@ def main() -> None:
     print(f"{'slowest first trained frame':<52}{fmt(worst)}   <= 5 s")
     aris = [s.get("ari") for s in many]
     print(f"{'Start -> ARI >= 0.95 shown, each (s)':<52}{', '.join(fmt(v).strip() for v in aris)}")
-    print(f"{'sessions still training 3 s later':<52}{trains:>7d}/{args.sessions}   all")
+    print(f"{'sessions whose chart moved on in the next 3 s':<52}{trains:>7d}/{args.sessions}   all")
     for i, s in enumerate(many):
         print(f"  session {i + 1} stages: {stage_shares(s.get('timeline', {}))}")
     medians = statistics.median([v for v in firsts if v is not None]) if any(firsts) else None

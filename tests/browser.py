@@ -209,7 +209,12 @@ def load_figures(pages, window: float = 10.0) -> list[dict]:
     for p, u0 in zip(pages, first, strict=True):
         rows.append({"updates_per_s": (live_updates(p)[0][0] - u0) / (time.monotonic() - t0), "run": run_meta(p)})
     for p, row in zip(pages, rows, strict=True):
+        button = p.get_by_role("button", name="Pause", exact=True)
+        if not poll(lambda b=button: b.is_enabled(), 60):  # still choosing its start, or the page never caught up
+            row["pause_s"], row["state"] = None, metric(p, "state")
+            continue
         t = time.monotonic()
-        p.get_by_role("button", name="Pause", exact=True).click()
+        button.click()
         row["pause_s"] = time.monotonic() - t if poll(lambda p=p: metric(p, "state") == "paused", 30) else None
+        row["state"] = metric(p, "state")
     return rows

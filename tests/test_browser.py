@@ -281,7 +281,7 @@ def test_eight_sessions_train_at_once_each_sees_its_own_run(browser):
                                  f"received now): {stuck}; "
                                  f"{len(worker_pids(proc.pid))} workers; server log tail:\n{server_log(proc)}")
         for row, page in zip(load_figures(pages, window=1), pages, strict=True):
-            assert row["pause_s"] is not None, "Pause was not answered within 30 s"
+            assert row["pause_s"] is not None, f"Pause was not answered within 30 s (state shown: {row['state']})"
             assert page.locator('[data-testid="stException"]').count() == 0
         for page in pages + extra:
             page.context.close()

@@ -236,11 +236,13 @@ class ProcessRenderer:
             return False
         return True
 
-    def wait(self, timeout: float = 30.0) -> None:
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Until the frame being drawn has been sent; ``False`` if it has not after ``timeout`` seconds."""
         end = time.monotonic() + timeout
         with self._cv:
             while self._busy and self.alive and time.monotonic() < end:
                 self._cv.wait(0.1)
+            return not self._busy
 
     def _read(self) -> None:
         while (msg := read_message(self._from)) is not None:
@@ -275,7 +277,7 @@ def _draw_frames(down: int, up: int) -> int:
     from vmonf.model import ModelConfig, VMoNFModel
     from vmonf.snapshot import View
 
-    lower_thread_priority(19)
+    threading.Timer(START_BOOST, lower_thread_priority, kwargs={"tid": threading.get_native_id()}).start()
     torch.set_num_threads(1)
     source, sink = os.fdopen(down, "rb"), os.fdopen(up, "wb")
     drawer = model = x_val = None
@@ -456,12 +458,12 @@ class Session:
                "meta": {**self.meta(tr.step_count), "elapsed": tr.train_seconds, "device": str(self.device)}}
         renderer = self.renderer
         if now and renderer is not None:
-            renderer.wait()
-            if isinstance(renderer, ProcessRenderer) and renderer.submit(tr.model, job):
+            if isinstance(renderer, Renderer):
                 renderer.wait()
+            elif renderer.wait(NOW_WAIT) and renderer.submit(tr.model, job) and renderer.wait(NOW_WAIT):
                 self._last_snap = time.perf_counter()
                 return
-            renderer = None  # a thread (or a gone process): draw here
+            renderer = None  # a thread, a gone process, or one starved of CPU (a busy machine): draw here
         if renderer is None:
             t0 = time.perf_counter()
             self.drawer.draw(tr.model, job)
@@ -489,7 +491,7 @@ class Session:
         if self.renderer is None:
             spacing = 4 * self._snap_cost
         else:
-            spacing = 2 * self.renderer.cost if isinstance(self.renderer, Renderer) else 0.0
+            spacing = (2.0 if isinstance(self.renderer, Renderer) else FRAME_SPACING) * self.renderer.cost
         gap = max(self.spec.snapshot_interval, spacing)
         if now - self._last_snap >= gap:
             self.snapshot()
@@ -646,21 +648,40 @@ def _read_commands(stream, commands: queue.Queue) -> None:
 NICE = int(os.environ.get("VMONF_WORKER_NICE", "10"))
 
 
-#: Scheduling priority of the thread that draws frames: below training's, so frames use the CPU training leaves.
-FRAME_NICE = int(os.environ.get("VMONF_FRAME_NICE", "19"))
+#: Seconds a frame that must arrive before the next event (a new state, the end) may wait for the drawing
+#: process; after that the worker draws it itself.
+NOW_WAIT = 3.0
+#: Scheduling priority of the thread or process that draws frames; by default the worker's own (NICE below).
+#: The lowest (19) kept training a little faster with one run, but with four runs training at once their
+#: frames starved: first frames after 30-38 s instead of 12-14 s (docs/RESULTS.md, "The live loop").
+FRAME_NICE = int(os.environ.get("VMONF_FRAME_NICE", os.environ.get("VMONF_WORKER_NICE", "10")))
+#: The drawing process is asked for a frame at most once per this many times its last frame's cost, so it
+#: never takes much more of the machine than training does.
+FRAME_SPACING = float(os.environ.get("VMONF_FRAME_SPACING", "1.5"))
 
 
-def lower_thread_priority(nice: int = FRAME_NICE) -> None:
-    """Give the calling thread priority ``nice`` (Linux schedules threads one by one; elsewhere nothing)."""
-    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id") and sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
-        except OSError:
-            pass  # not allowed here: frames keep the worker's priority
+def lower_thread_priority(nice: int = FRAME_NICE, tid: int | None = None) -> None:
+    """Give thread ``tid`` (default: the calling one) priority ``nice``, never a higher one than it has. Linux
+    schedules threads one by one (a nice is a thread's); elsewhere this does nothing."""
+    if not (hasattr(os, "setpriority") and hasattr(threading, "get_native_id") and sys.platform.startswith("linux")):
+        return
+    tid = threading.get_native_id() if tid is None else tid
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+    except OSError:
+        pass  # not allowed here, or the thread is gone: it keeps its priority
 
 
-def lower_priority(nice: int = NICE) -> None:
-    """Lower this process's CPU priority by ``nice``.
+#: Seconds a new worker (and its drawing process) runs at the server's priority before lowering it to NICE:
+#: the start (data, partition, first frames) is what the person who pressed Start waits for. With four runs
+#: started together beside four browser tabs, their first trained frames came after 11-17 s at NICE from
+#: the start (docs/RESULTS.md, "The live loop").
+START_BOOST = float(os.environ.get("VMONF_START_BOOST", "4"))
+
+
+def lower_priority(nice: int = NICE, tid: int | None = None) -> None:
+    """Lower the CPU priority of thread ``tid`` (default: the calling one) and of this process's autogroup to
+    ``nice``.
 
     On Linux with autogroup scheduling (the default on desktops and these machines), a plain nice only
     ranks a process against others of its own session, and each worker has its own session (``TrainingJob``
@@ -670,7 +691,10 @@ def lower_priority(nice: int = NICE) -> None:
     """
     if not nice or not hasattr(os, "nice"):
         return
-    os.nice(nice)
+    if sys.platform.startswith("linux"):
+        lower_thread_priority(nice, tid)
+    else:
+        os.nice(nice)
     if os.getsid(0) != os.getpid():
         return  # not in a session of its own (run by hand): its autogroup is the caller's, leave it be
     try:
@@ -681,7 +705,6 @@ def lower_priority(nice: int = NICE) -> None:
 
 
 def main() -> int:
-    lower_priority()
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the message stream
     line = sys.stdin.readline()
@@ -695,6 +718,7 @@ def main() -> int:
     frames = ProcessRenderer.fork() if spec.dataset not in IMAGE_DATASETS and spec.grid > 0 else None
     commands: queue.Queue = queue.Queue()
     threading.Thread(target=_read_commands, args=(sys.stdin, commands), daemon=True).start()
+    threading.Timer(START_BOOST, lower_priority, kwargs={"tid": threading.get_native_id()}).start()
     try:
         session = Session(spec, out, commands, frame_process=frames)
         session.prepare()
