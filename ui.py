@@ -21,11 +21,11 @@ import plotly
 import plotly.graph_objects as go
 import streamlit as st
 
-from vmonf import pool
-from vmonf.figures import INIT_LABELS
-from vmonf.job import ARI_REACHED, BusyError, TrainingJob, live_jobs, stop_all
-from vmonf.snapshot import Snapshot
-from vmonf.worker import JobSpec
+from vmonf.studio import pool
+from vmonf.studio.figures import INIT_LABELS
+from vmonf.studio.job import ARI_REACHED, BusyError, TrainingJob, live_jobs, stop_all
+from vmonf.studio.snapshot import Snapshot
+from vmonf.studio.worker import JobSpec
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -63,7 +63,7 @@ _warm_timer: threading.Timer | None = None
 
 
 def warm_workers() -> None:
-    """Have this server's fork server start soon (once), so that a Start finds a worker ready (vmonf.pool).
+    """Have this server's fork server start soon (once), so that a Start finds a worker ready (vmonf.studio.pool).
     A Start before then starts it itself."""
     global _warm_timer
     if _warm_timer is None:
@@ -75,7 +75,7 @@ def warm_workers() -> None:
 # -- the smooth live chart --------------------------------------------------------------------------
 # One <div> per chart; every update calls Plotly.react on it, so the chart is never re-mounted,
 # nothing flickers and uirevision keeps the user's zoom. The JavaScript only ever receives figure
-# JSON built by vmonf.figures (data, never user-provided HTML), inline or from a LiveFeed's file.
+# JSON built by vmonf.studio.figures (data, never user-provided HTML), inline or from a LiveFeed's file.
 _LIVE_JS = """
 export default function (component) {
   const { data, parentElement } = component;
@@ -145,7 +145,7 @@ _live_component = st.components.v2.component("vmonf_live_plot", js=_LIVE_JS, iso
 
 
 def live_figure(fig: go.Figure | dict | Callable[[], dict], *, key: str, token: tuple | None = None) -> None:
-    """Show ``fig`` (a figure, a ``vmonf.figures`` spec dict, or a function making one) in a chart that
+    """Show ``fig`` (a figure, a ``vmonf.studio.figures`` spec dict, or a function making one) in a chart that
     updates in place.
 
     With a ``token`` (e.g. the snapshot and the view options), a function is only called again when the

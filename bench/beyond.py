@@ -27,7 +27,9 @@ from vmonf import VMoNF
 from vmonf.data import augmented_features, load_dataset, make_toy
 from vmonf.metrics import clustering_scores
 from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.train import TrainConfig, Trainer, initial_partition, split_indices
+from vmonf.perf import tune_process
+from vmonf.starts import initial_partition, split_indices
+from vmonf.train import TrainConfig, Trainer
 
 
 def fmt(values) -> str:
@@ -184,6 +186,7 @@ def main() -> None:
     ap.add_argument("--init", default="kmeans", choices=["kmeans", "spectral"], help="start (depths only)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    tune_process()  # what the worker and the CLI switch on
     default = {"consistency": 10, "sharing": 3, "pruning": 5, "depths": 5}[args.which]
     run = globals()[args.which]
     seeds = default if args.seeds is None else args.seeds

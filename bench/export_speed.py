@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from vmonf import VMoNF
-from vmonf import export as ex
 from vmonf.data import make_toy
-from vmonf.snapshot import make_view, take_snapshot
+from vmonf.studio import export as ex
+from vmonf.studio.snapshot import make_view, take_snapshot
 
 
 def main() -> None:

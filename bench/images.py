@@ -29,6 +29,7 @@ from sklearn.mixture import GaussianMixture
 from vmonf import VMoNF
 from vmonf.data import augmented_features, load_dataset
 from vmonf.metrics import clustering_scores
+from vmonf.perf import tune_process
 
 SETTINGS = {  # name: (data set, classes, K, labels per class)
     "digits (8x8), K=10": ("digits", None, 10, 0),
@@ -60,6 +61,7 @@ def main() -> None:
                         help="VMoNF fits per seed, the highest-likelihood one kept (GMM rows use n_init=3 throughout)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    tune_process()  # what the worker and the CLI switch on
     print(f"PCA {args.pca} ({args.pca_labelled} with labels), depth {args.depth}, hidden {args.hidden}, "
           f"{args.steps} steps, {args.seeds} seeds, VMoNF start {args.init}, n_init {args.n_init}; "
           "accuracy / NMI / ARI as median [min-max]")

@@ -9,7 +9,7 @@ time, so the speed ratio compares like with like. Then four sessions press Start
 
     python bench/live_ui.py [--seconds 15] [--sessions 4]
 
-Stage shares come from the job's own timeline (vmonf.job.TrainingJob.timeline, passed to the chart's meta):
+Stage shares come from the job's own timeline (vmonf.studio.job.TrainingJob.timeline, passed to the chart's meta):
 worker ready (its first message), data (first frame), start choice (the initialisation kept), first trained frame.
 """
 
@@ -42,9 +42,11 @@ import json, sys, time, torch
 from vmonf.model import ModelConfig, VMoNFModel
 from vmonf.train import Trainer, TrainConfig
 from vmonf.data import make_toy
-from vmonf.worker import JobSpec
+from vmonf.studio.worker import JobSpec
+from vmonf.perf import tune_process
 spec = JobSpec()
 torch.set_num_threads(spec.threads)
+tune_process()  # as the worker does
 x = torch.as_tensor(make_toy(spec.dataset, spec.n_samples, seed=spec.data_seed)[0])
 m = VMoNFModel(ModelConfig(spec.n_components, 2)); m.set_standardization(x.mean(0), x.std(0))
 tr = Trainer(m, x[100:], None, TrainConfig(q_hold_steps=0), x_val=x[:100])

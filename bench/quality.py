@@ -26,6 +26,7 @@ from sklearn.mixture import GaussianMixture
 from vmonf import VMoNF
 from vmonf.data import make_toy
 from vmonf.metrics import clustering_scores
+from vmonf.perf import tune_process
 
 SETS = {  # name: (generator, K, params, labelled points per class)
     "pinwheel-5": ("pinwheel", 5, {"wings": 5, "rate": 0.4}, 0),
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    tune_process()  # what the worker and the CLI switch on
     print(f"{args.seeds} seeds, {args.steps} steps, torch {torch.__version__}, 1 thread")
     head = (f"{'data set':<24}{'ARI med':>8}{'ARI>=.95':>9}{'acc med':>8}{'NMI med':>8}{'t(ARI>=.95) s':>14}"
             f"{'LL mean':>9}{'LL med':>8} | {'GMM ARI':>8}{'GMM LL':>8}{'GMM med':>8} | {'1-flow LL':>10}{'med':>7}")

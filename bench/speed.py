@@ -6,8 +6,8 @@ of the same architecture (depth 4, hidden 64). All share the same posterior netw
 
     python bench/speed.py [--threads 2] [--rounds 5] [--seconds 1] [--default-malloc] [--torch-adam]
 
-Every contender runs in this one process, so all of them get the allocator setting that vmonf's Trainer
-applies (``vmonf.train.keep_freed_memory``) unless ``--default-malloc`` is given.
+Every contender runs in this one process, so all of them get the process settings the worker and the CLI
+switch on (``vmonf.perf.tune_process``: denormals flushed, freed memory kept) unless ``--default-malloc`` is given.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from torch import nn
 from vmonf.data import make_toy
 from vmonf.flows import ComponentFlows
 from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.train import keep_freed_memory, make_adam
+from vmonf.optim import make_adam
+from vmonf.perf import keep_freed_memory
 
 DEPTH, HIDDEN, BATCH = 4, 64, 512
 

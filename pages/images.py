@@ -3,8 +3,9 @@
 import streamlit as st
 
 import ui
-from vmonf import data, figures
-from vmonf.worker import JobSpec
+from vmonf import data
+from vmonf.studio import figures
+from vmonf.studio.worker import JobSpec
 
 PAGE = "images"
 IMAGE_STARTS = {"Gaussian mixture": "gmm", "k-means": "kmeans"}  # the start radio: label -> init method

@@ -8,9 +8,9 @@ import numpy as np
 import streamlit as st
 
 import ui
-from vmonf import figures
-from vmonf.data import TOY_DATASETS, parse_points_csv
-from vmonf.presets import (
+from vmonf.data import TOY_DATASETS
+from vmonf.studio import figures
+from vmonf.studio.presets import (
     BATCH_CHOICES,
     CONSISTENCY_CHOICES,
     DEFAULTS,
@@ -21,7 +21,8 @@ from vmonf.presets import (
     from_query,
     to_query,
 )
-from vmonf.worker import JobSpec, preview_frame
+from vmonf.studio.uploads import parse_points_csv
+from vmonf.studio.worker import JobSpec, preview_frame
 
 PAGE = "toy"
 # Per-data-set sliders: (parameter, label, min, max, default, step, help)
@@ -312,8 +313,8 @@ def compare_ui(job) -> None:
     if not st.button("Fit the Gaussian mixture", key="toy_gmm",
                      help="Fits sklearn's GaussianMixture with the same K on the same training points (a second)."):
         return
-    from vmonf.baselines import gmm_snapshot
     from vmonf.data import make_toy
+    from vmonf.studio.baselines import gmm_snapshot
 
     s = job.spec
     if s.dataset == "csv":

@@ -5,8 +5,8 @@ import json
 import streamlit as st
 
 import ui
-from vmonf import export as ex
-from vmonf.runfile import Run, check_checkpoint, load_run, run_bytes
+from vmonf.studio import export as ex
+from vmonf.studio.runfile import Run, check_checkpoint, load_run, run_bytes
 
 st.title("Replay and export")
 st.caption("Every run records its frames as it trains. Play one back here, then take it to your slides: "

@@ -91,7 +91,7 @@ def _processes() -> list[tuple[int, int, str, bytes]]:
 
 
 def fork_server_pid(server_pid: int) -> int | None:
-    """The server's fork server (vmonf.pool), once its imports are done and it waits for work."""
+    """The server's fork server (vmonf.studio.pool), once its imports are done and it waits for work."""
     return next((pid for pid, ppid, comm, _ in _processes() if ppid == server_pid and comm == "vmonf-forksrv"), None)
 
 
@@ -108,7 +108,7 @@ def worker_pids(server_pid: int) -> list[int]:
     """PIDs of the server's training workers: forked by its fork server, or started directly."""
     procs = _processes()
     forksrv = {pid for pid, ppid, _, cmd in procs if ppid == server_pid and b"--fork-server" in cmd}
-    return [pid for pid, ppid, comm, cmd in procs if b"vmonf.worker" in cmd and (
+    return [pid for pid, ppid, comm, cmd in procs if b"vmonf.studio.worker" in cmd and (
         (ppid in forksrv and comm == "vmonf-worker") or (ppid == server_pid and b"--fork-server" not in cmd))]
 
 

@@ -15,7 +15,7 @@ def _seed():
 @pytest.fixture(autouse=True)
 def _no_worker_outlives_its_test():
     yield
-    from vmonf.job import live_jobs
+    from vmonf.studio.job import live_jobs
 
     for job in live_jobs():
         job.stop(timeout=10)

@@ -109,7 +109,7 @@ def test_images_page_trains_with_consistency(app):
     app.sidebar.select_slider(key="img_consistency").set_value(2.0).run()
     button(app, "Start").click().run()
     wait_for_step(app, 1, timeout=90)
-    from vmonf.job import live_jobs
+    from vmonf.studio.job import live_jobs
 
     jobs = [j for j in live_jobs() if j.spec.dataset == "digits"]
     assert [j.spec.train.get("consistency") for j in jobs] == [2.0] and jobs[0].state == "running"
@@ -161,9 +161,9 @@ def test_missing_full_mnist_offers_a_download(app, tmp_path, monkeypatch):
     assert not any(b.label == "Start" for b in app.button)  # nothing to train on yet
 
 
-@pytest.mark.parametrize("title", list(__import__("vmonf.presets", fromlist=["PRESETS"]).PRESETS))
+@pytest.mark.parametrize("title", list(__import__("vmonf.studio.presets", fromlist=["PRESETS"]).PRESETS))
 def test_every_preset_trains(title):
-    from vmonf.presets import DEFAULTS, PRESETS
+    from vmonf.studio.presets import DEFAULTS, PRESETS
 
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()

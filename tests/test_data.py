@@ -12,6 +12,7 @@ import pytest
 
 from vmonf import data
 from vmonf.__main__ import main
+from vmonf.studio import uploads
 
 
 @pytest.mark.parametrize("name", list(data.TOY_DATASETS))
@@ -137,7 +138,7 @@ def test_cli_restarts_keep_the_best_fit_and_its_recording(tmp_path, capsys):
     assert main(["train", "--dataset", "gaussian mixture", "--components", "3", "--depth", "1", "--hidden", "8",
                  "--steps", "300", "--samples", "300", "--n-init", "2", "--init", "gmm", "--out", str(tmp_path)]) == 0
     assert "fit 2/2" in capsys.readouterr().out
-    from vmonf.runfile import load_run
+    from vmonf.studio.runfile import load_run
 
     steps = [f.meta["step"] for f in load_run(tmp_path / "run.vmonf").frames]
     assert len(steps) >= 2 and steps == sorted(set(steps))  # one fit's frames, not two fits interleaved
@@ -168,7 +169,7 @@ def test_cli_records_from_the_start_and_as_often_as_asked(tmp_path, every, expec
     """The recording starts at step 0 (the start itself, before the candidate starts are even scored) and
     honours --record-every for any N >= 1, below the evaluation interval too: about 100 frames by default,
     41 for every 10 of 400 steps."""
-    from vmonf.runfile import load_run
+    from vmonf.studio.runfile import load_run
 
     args = ["train", *SMALL_RUN, "--steps", "400", "--out", str(tmp_path)]
     args += ["--record-every", every] if every else []
@@ -205,9 +206,9 @@ GOOD = [f"{i * 0.1},{(i % 7) * 0.3}" for i in range(30)]
 
 
 def test_csv_points_parse_with_header_and_labels():
-    x, y = data.parse_points_csv(_csv(["x,y"] + GOOD))
+    x, y = uploads.parse_points_csv(_csv(["x,y"] + GOOD))
     assert x.shape == (30, 2) and y is None
-    x, y = data.parse_points_csv(_csv([f"{r},{i % 3}" for i, r in enumerate(GOOD)]))
+    x, y = uploads.parse_points_csv(_csv([f"{r},{i % 3}" for i, r in enumerate(GOOD)]))
     assert y.tolist()[:4] == [0, 1, 2, 0]
 
 
@@ -226,4 +227,4 @@ def test_csv_points_parse_with_header_and_labels():
 ])
 def test_bad_csvs_get_their_messages(blob, match):
     with pytest.raises(ValueError, match=match):
-        data.parse_points_csv(blob)
+        uploads.parse_points_csv(blob)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vmonf import export as ex
 from vmonf.data import make_toy
 from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.runfile import Run, load_run, run_bytes, save_run
-from vmonf.snapshot import Recording, make_view, take_snapshot
+from vmonf.studio import export as ex
+from vmonf.studio.runfile import Run, load_run, run_bytes, save_run
+from vmonf.studio.snapshot import Recording, make_view, take_snapshot
 
 
 def make_run() -> Run:

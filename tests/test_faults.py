@@ -98,7 +98,7 @@ def run_file(model_pt: bytes | None) -> bytes:
     """A minimal valid .vmonf file whose model.pt is ``model_pt``."""
     from test_export import make_run  # a short real recording
 
-    from vmonf.runfile import run_bytes
+    from vmonf.studio.runfile import run_bytes
 
     run = make_run()
     run.checkpoint = model_pt
@@ -169,7 +169,9 @@ def cut_off_mnist(tmp_path, monkeypatch):
     _CutOffHandler.files = files
     server = ThreadingHTTPServer(("127.0.0.1", 0), _CutOffHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(data, "MNIST", data.IdxSource("mnist", (f"http://127.0.0.1:{server.server_address[1]}/",), md5))
+    source = data.IdxSource("mnist", (f"http://127.0.0.1:{server.server_address[1]}/",), md5)
+    monkeypatch.setattr(data.images, "MNIST", source)  # what load_mnist reads
+    monkeypatch.setattr(data, "MNIST", source)  # and what the images page offers to download
     monkeypatch.setenv("VMONF_DATA", str(tmp_path / "cache"))
     yield tmp_path / "cache" / "mnist"
     server.shutdown()

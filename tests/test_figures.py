@@ -5,10 +5,10 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from vmonf import figures
 from vmonf.data import make_toy
 from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.snapshot import make_view, take_snapshot
+from vmonf.studio import figures
+from vmonf.studio.snapshot import make_view, take_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_flow_warp_lines_follow_the_flow(frames):
 
 
 def test_warp_is_the_inverse_flow():
-    from vmonf.snapshot import _warp_lines
+    from vmonf.studio.snapshot import _warp_lines
 
     model = VMoNFModel(ModelConfig(2, 2, depth=2, hidden=8))
     model.set_standardization(torch.tensor([1.0, -1.0]), torch.tensor([2.0, 0.5]))

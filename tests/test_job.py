@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from vmonf import job as jobmod
-from vmonf.job import BusyError, TrainingJob
-from vmonf.snapshot import Recording, Snapshot
-from vmonf.worker import JobSpec
+from vmonf.studio import job as jobmod
+from vmonf.studio.job import BusyError, TrainingJob
+from vmonf.studio.snapshot import Recording, Snapshot
+from vmonf.studio.worker import JobSpec
 
 SMALL = dict(n_samples=300, n_components=3, model={"depth": 2, "hidden": 16}, grid=20,
              train={"init": "kmeans", "q_pretrain_steps": 20, "q_hold_steps": 20})
@@ -128,7 +128,7 @@ def test_snapshot_elbo_decomposition_adds_up():
 
 
 def test_worker_curves_stay_bounded():
-    from vmonf.worker import MAX_HISTORY, append_bounded
+    from vmonf.studio.worker import MAX_HISTORY, append_bounded
 
     history: list[dict] = []
     for step in range(1, 5001):

@@ -8,7 +8,7 @@ import torch
 from scipy.stats import multivariate_normal
 
 from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.train import LeanFusedAdam, make_adam
+from vmonf.optim import LeanFusedAdam, make_adam
 
 
 def make_model(k=3, d=2, **kw) -> VMoNFModel:

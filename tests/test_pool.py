@@ -1,4 +1,4 @@
-"""The fork server that hands out warm training workers (vmonf.pool)."""
+"""The fork server that hands out warm training workers (vmonf.studio.pool)."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from vmonf import pool
+from vmonf.studio import pool
 
 pytestmark = pytest.mark.skipif(not pool.SUPPORTED, reason="the fork server needs Linux")
 

@@ -1,6 +1,6 @@
 """VMoNF: variational mixtures of normalizing flows (Pires & Figueiredo, ESANN 2020) in PyTorch.
 
-The public names load lazily, so that light modules (``vmonf.data``, ``vmonf.figures``, ``vmonf.job``)
+The public names load lazily, so that light modules (``vmonf.data``, ``vmonf.studio.figures``, ``vmonf.studio.job``)
 can be imported without paying for torch and scikit-learn: the app's first paint depends on it.
 """
 

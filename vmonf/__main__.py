@@ -17,10 +17,11 @@ import torch
 from vmonf.checkpoint import atomic_write_bytes, checkpoint_bytes, save_checkpoint
 from vmonf.data import IMAGE_DATASETS, TOY_DATASETS, augmented_features, load_dataset, pick_labels
 from vmonf.estimator import VMoNF
-from vmonf.export import FORMATS, export, thin
 from vmonf.metrics import clustering_scores, loglik_summary
-from vmonf.runfile import Run, load_run, save_run
-from vmonf.snapshot import Recording, make_view, take_snapshot
+from vmonf.perf import tune_process
+from vmonf.studio.export import FORMATS, export, thin
+from vmonf.studio.runfile import Run, load_run, save_run
+from vmonf.studio.snapshot import Recording, make_view, take_snapshot
 from vmonf.train import evaluation_row
 
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
+    tune_process()
     data = load_dataset(args.dataset, n=args.samples, seed=args.seed, pca=args.pca)
     test = load_dataset(args.dataset, n=args.samples, seed=args.seed + 10_000) if args.dataset in TOY_DATASETS else None
     y_fit = pick_labels(data.y, args.labels, args.seed)

@@ -87,23 +87,3 @@ def describe_checkpoint(source: str | Path | bytes) -> dict:
     model, extra = load_checkpoint(source)
     return {"config": model.config.to_dict(), "parameters": model.parameter_count(),
             "step": extra.get("step"), "dataset": extra.get("spec", {}).get("dataset")}
-
-
-def main() -> int:
-    """``python -m vmonf.checkpoint < file``: print ``{"ok": true, ...summary}`` or ``{"ok": false, "message"}``.
-
-    Lets the app (whose server never imports torch) check an uploaded model in a short-lived process.
-    """
-    import json
-    import sys
-
-    try:
-        result = {"ok": True, **describe_checkpoint(sys.stdin.buffer.read())}
-    except ValueError as exc:
-        result = {"ok": False, "message": str(exc)}
-    print(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

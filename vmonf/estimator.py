@@ -15,15 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import NotFittedError
 
 from vmonf.checkpoint import load_checkpoint, save_checkpoint
+from vmonf.devices import resolve_device
 from vmonf.flows import FlowType
 from vmonf.model import ModelConfig, VMoNFModel
-from vmonf.snapshot import chunked
-from vmonf.train import InitMethod, TrainConfig, resolve_device, start_training
+from vmonf.starts import start_training
+from vmonf.train import InitMethod, TrainConfig, chunked
+
+__all__ = ["VMoNF"]
 
 
-def check_array(X, *, name: str = "X", dim: int | None = None) -> np.ndarray:
+def _check_array(X, *, name: str = "X", dim: int | None = None) -> np.ndarray:
     """Return ``X`` as a finite float32 array of shape ``(n, d)`` or raise a ``ValueError`` saying what is wrong."""
     try:
         arr = np.asarray(X, dtype=np.float64)
@@ -44,7 +49,7 @@ def check_array(X, *, name: str = "X", dim: int | None = None) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def check_labels(y, n: int, k: int) -> np.ndarray:
+def _check_labels(y, n: int, k: int) -> np.ndarray:
     """Labels in ``[-1, k-1]`` (``-1`` = unlabelled), one per sample."""
     arr = np.asarray(y)
     if arr.shape != (n,):
@@ -59,13 +64,14 @@ def check_labels(y, n: int, k: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def mean_log_likelihood(model: VMoNFModel, x: np.ndarray) -> float:
+def _mean_log_likelihood(model: VMoNFModel, x: np.ndarray) -> float:
     """Mean ``log p(x)`` of ``x`` under ``model``, in chunks (what :class:`VMoNF` ranks its restarts by)."""
     return float(chunked(model.log_prob, torch.as_tensor(x, device=model.shift.device), chunk=8192).mean())
 
 
-class VMoNF:
-    """Variational mixture of normalizing flows with the scikit-learn mixture API.
+class VMoNF(DensityMixin, BaseEstimator):
+    """Variational mixture of normalizing flows with the scikit-learn mixture API (``clone``, ``get_params`` and
+    ``set_params`` work as for any scikit-learn estimator).
 
     Args:
         n_components: number of mixture components (clusters), K.
@@ -149,7 +155,7 @@ class VMoNF:
         progress; while ``init="auto"`` tries its candidate starts, with each candidate's trainer, so
         the trainer kept in the end (``trainer_``) was seen from its step 0.
         """
-        x = check_array(X)
+        x = _check_array(X)
         n, d = x.shape
         if X_perturbed is not None:
             X_perturbed = np.asarray(X_perturbed, dtype=np.float32)
@@ -157,7 +163,7 @@ class VMoNF:
                 raise ValueError(f"X_perturbed must be finite, of shape (copies, {n}, {d}); got {X_perturbed.shape}.")
         if self.n_components > n:
             raise ValueError(f"n_components={self.n_components} is more than the {n} samples; use at most {n}.")
-        labels = None if y is None else check_labels(y, n, self.n_components)
+        labels = None if y is None else _check_labels(y, n, self.n_components)
         model_cfg, train_cfg = self._configs(d)
         device = resolve_device(self.device)
 
@@ -168,7 +174,7 @@ class VMoNF:
         for restart in range(self.n_init):
             cfg = replace(train_cfg, seed=self.seed + restart)
             result = self._fit_once(x, labels, model_cfg, cfg, device, X_perturbed, callback, every)
-            score = mean_log_likelihood(result.trainer.model, x)
+            score = _mean_log_likelihood(result.trainer.model, x)
             scores.append(score)
             if best is None or score > best[0]:
                 best = (score, result)
@@ -208,12 +214,12 @@ class VMoNF:
     # -- inference --------------------------------------------------------------------------------
     def _check_fitted(self) -> VMoNFModel:
         if not hasattr(self, "model_"):
-            raise ValueError("This VMoNF is not fitted yet; call fit(X) first.")
+            raise NotFittedError("This VMoNF is not fitted yet; call fit(X) first.")
         return self.model_
 
     def _model_and_tensor(self, X) -> tuple[VMoNFModel, torch.Tensor]:
         model = self._check_fitted()
-        return model, torch.as_tensor(check_array(X, dim=self.n_features_in_), device=model.shift.device)
+        return model, torch.as_tensor(_check_array(X, dim=self.n_features_in_), device=model.shift.device)
 
     @property
     def weights_(self) -> np.ndarray:
@@ -262,9 +268,6 @@ class VMoNF:
         return x.cpu().numpy(), c.cpu().numpy()
 
     # -- persistence ------------------------------------------------------------------------------
-    def get_params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
-
     def save(self, path: str | Path) -> None:
         """Write a checkpoint that :meth:`load` reads without unpickling code."""
         save_checkpoint(path, self._check_fitted(), {"estimator": self.get_params(), "n_iter": self.n_iter_})

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmonf.checkpoint import atomic_write_bytes
-from vmonf.snapshot import Snapshot
+from vmonf.studio.snapshot import Snapshot
 
 FORMAT, VERSION = "vmonf-run", 1
 MAX_FRAMES = 5_000  # more than any recording keeps (Recording.max_frames defaults to 200)
@@ -88,11 +88,30 @@ def check_checkpoint(data: bytes, timeout: float = 120.0) -> dict:
     Returns :func:`vmonf.checkpoint.describe_checkpoint`'s summary with ``ok=True``, or ``ok=False`` and
     a ``message``. The check loads with ``weights_only=True``: a crafted pickle is refused, never run.
     """
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
     try:
-        proc = subprocess.run([sys.executable, "-m", "vmonf.checkpoint"], input=data, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "vmonf.studio.runfile"], input=data, capture_output=True,
                               timeout=timeout, env=env, cwd=root)
         return json.loads(proc.stdout.decode().strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError, OSError) as exc:
         return {"ok": False, "message": f"The model could not be checked ({type(exc).__name__})."}
+
+
+def main() -> int:
+    """``python -m vmonf.studio.runfile < file``: print ``{"ok": true, ...summary}`` or ``{"ok": false, "message"}``.
+
+    Lets the app (whose server never imports torch) check an uploaded model in a short-lived process.
+    """
+    from vmonf.checkpoint import describe_checkpoint
+
+    try:
+        result = {"ok": True, **describe_checkpoint(sys.stdin.buffer.read())}
+    except ValueError as exc:
+        result = {"ok": False, "message": str(exc)}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

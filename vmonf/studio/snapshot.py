@@ -151,13 +151,6 @@ def data_snapshot(view: View, k: int, meta: dict, assign: np.ndarray | None = No
     return Snapshot.create(meta, arrays)
 
 
-def chunked(fn, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """``fn`` over ``x`` in chunks: 1024 points per chunk evaluated an 80x80 grid ~1.5x faster than 4096."""
-    import torch
-
-    return torch.cat([fn(x[i:i + chunk]) for i in range(0, len(x), chunk)])
-
-
 def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int = 0) -> Snapshot:
     """Evaluate the model on the view: densities on the grid, assignments, samples, metrics.
 
@@ -173,6 +166,7 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
     import torch
 
     from vmonf.metrics import clustering_scores, contingency
+    from vmonf.train import chunked
     device = model.shift.device
     model.eval()
     pts = torch.as_tensor(view.points, device=device)
@@ -237,6 +231,8 @@ def _component_table(model: VMoNFModel, pts: torch.Tensor) -> dict[str, np.ndarr
     and the mean log p(x|c) of the points it explains (NaN for a removed one): the complexity balance."""
     import torch
 
+    from vmonf.train import chunked
+
     comp = chunked(model.component_log_prob, pts)  # (N, K)
     r = torch.softmax(comp + model.log_pi, -1)
     share = r.mean(0)
@@ -273,14 +269,3 @@ def _history_arrays(history: list[dict], k: int) -> dict[str, np.ndarray]:
     pi = np.array([row["pi"] for row in history], dtype=np.float32).reshape(-1, k)
     return {"hist_step": col("step"), "hist_elbo": col("val_elbo"), "hist_val_loglik": col("val_loglik"),
             "hist_ari": col("ari"), "hist_nmi": col("nmi"), "hist_pi": pi}
-
-
-def append_bounded(history: list[dict], row: dict, limit: int) -> list[dict]:
-    """``history + [row]``, with every second row dropped once it passes ``limit`` (even).
-
-    For curves that must not grow with the run (the worker ships its curves in every snapshot; the
-    trainer's history lives as long as the run). The list reaches ``limit + 1`` (odd) rows before
-    thinning, so the first and the newest rows always stay.
-    """
-    history.append(row)
-    return history[::2] if len(history) > limit else history

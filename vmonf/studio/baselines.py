@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from vmonf.metrics import clustering_scores
-from vmonf.snapshot import Snapshot
-from vmonf.train import split_indices
+from vmonf.starts import split_indices
+from vmonf.studio.snapshot import Snapshot
 
 
 def gmm_snapshot(x: np.ndarray, y: np.ndarray | None, k: int, like: Snapshot, *, seed: int = 0,

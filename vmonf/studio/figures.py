@@ -1,4 +1,4 @@
-"""Pure plotly builders: a :class:`~vmonf.snapshot.Snapshot` in, a figure out. No streamlit here.
+"""Pure plotly builders: a :class:`~vmonf.studio.snapshot.Snapshot` in, a figure out. No streamlit here.
 
 Each ``*_spec`` function returns a plain plotly figure dict with numpy arrays packed as base64 typed
 arrays (what plotly >= 6 sends anyway); it costs about a millisecond, where building a validated
@@ -16,7 +16,7 @@ import base64
 import numpy as np
 import plotly.graph_objects as go
 
-from vmonf.snapshot import Snapshot
+from vmonf.studio.snapshot import Snapshot
 
 #: One colour per component (qualitative, colour-blind friendly first, then more).
 PALETTE = [

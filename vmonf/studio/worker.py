@@ -1,4 +1,4 @@
-"""The training worker process: ``python -m vmonf.worker`` reads a :class:`JobSpec` and control commands
+"""The training worker process: ``python -m vmonf.studio.worker`` reads a :class:`JobSpec` and control commands
 on stdin, trains, and writes framed messages (snapshots, events, the final checkpoint) on stdout.
 
 Why a process: an optimisation loop in a thread of the Streamlit server ran at 10-25 % of its
@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from vmonf.snapshot import append_bounded
+from vmonf.history import append_bounded
 
 SNAPSHOT, EVENT, CHECKPOINT = b"S", b"E", b"C"
 #: Curve points kept for the live plots (even); beyond it every second one is dropped.
@@ -103,8 +103,8 @@ def load_spec_data(spec: JobSpec):
 
 
 def spec_view(spec: JobSpec, data, labels):
-    """The points, grid and sample noise every frame of the run shows (:func:`vmonf.snapshot.make_view`)."""
-    from vmonf.snapshot import make_view
+    """The points, grid and sample noise every frame of the run shows (:func:`vmonf.studio.snapshot.make_view`)."""
+    from vmonf.studio.snapshot import make_view
 
     images = data.image_shape is not None
     return make_view(data.x, data.y, labels >= 0 if labels is not None else None, grid=spec.grid,
@@ -116,7 +116,7 @@ def preview_frame(spec: JobSpec):
     """The run's first frame, its 2-D points alone, made without a worker (the chart shows it before Start
     and until the worker's frames arrive). ``None`` for image data, or data the worker would refuse."""
     from vmonf.data import IMAGE_DATASETS
-    from vmonf.snapshot import data_snapshot
+    from vmonf.studio.snapshot import data_snapshot
 
     if spec.dataset in IMAGE_DATASETS:
         return None
@@ -137,7 +137,7 @@ class FrameDrawer:
         self.histories: dict[str, list[dict]] = {}
 
     def draw(self, model, job: dict) -> None:
-        from vmonf.snapshot import take_snapshot
+        from vmonf.studio.snapshot import take_snapshot
         from vmonf.train import evaluation_row
 
         row = {key: job[key] for key in ("step", "loss", "temperature", "seconds")}
@@ -275,7 +275,7 @@ def _draw_frames(down: int, up: int) -> int:
     import torch
 
     from vmonf.model import ModelConfig, VMoNFModel
-    from vmonf.snapshot import View
+    from vmonf.studio.snapshot import View
 
     threading.Timer(START_BOOST, lower_thread_priority, kwargs={"tid": threading.get_native_id()}).start()
     torch.set_num_threads(1)
@@ -408,9 +408,11 @@ class Session:
         import torch
 
         from vmonf.data import augmented_features
+        from vmonf.devices import resolve_device
         from vmonf.model import ModelConfig
-        from vmonf.snapshot import data_snapshot
-        from vmonf.train import TrainConfig, resolve_device, start_training
+        from vmonf.starts import start_training
+        from vmonf.studio.snapshot import data_snapshot
+        from vmonf.train import TrainConfig
 
         spec = self.spec
         torch.set_num_threads(max(1, spec.threads))
@@ -498,9 +500,9 @@ class Session:
 
     # -- the start, shown as it is chosen ---------------------------------------------------------
     def on_start_event(self, ev) -> bool:
-        """:func:`~vmonf.train.choose_start` progress: frames of each candidate. ``True`` (cut the choice
+        """:func:`~vmonf.starts.choose_start` progress: frames of each candidate. ``True`` (cut the choice
         short) once a stop has arrived."""
-        from vmonf.snapshot import data_snapshot
+        from vmonf.studio.snapshot import data_snapshot
 
         several = ev.total > 1
         self.candidate = {"candidate": ev.candidate, "candidate_index": ev.index, "candidate_total": ev.total,
@@ -614,7 +616,7 @@ class Session:
 
 def warm_up() -> None:
     """Import and run once everything a worker uses (torch, scikit-learn's clusterings, the snapshot), on a
-    tiny run, so that a process forked afterwards starts training at once (:mod:`vmonf.pool`).
+    tiny run, so that a process forked afterwards starts training at once (:mod:`vmonf.studio.pool`).
 
     Single-threaded and on the CPU: a fork server must start no thread pool and no CUDA context.
     """
@@ -624,6 +626,9 @@ def warm_up() -> None:
 
     torch.set_num_threads(1)
     import vmonf.checkpoint  # noqa: F401  (imported for the children)
+    from vmonf.perf import tune_process
+
+    tune_process()  # inherited by every fork
 
     spec = JobSpec(n_samples=120, n_components=2, model={"depth": 1, "hidden": 8}, grid=6, device="cpu",
                    train={"init": "auto", "init_steps": 2, "q_pretrain_steps": 2, "q_hold_steps": 1, "eval_every": 1})
@@ -705,6 +710,9 @@ def lower_priority(nice: int = NICE, tid: int | None = None) -> None:
 
 
 def main() -> int:
+    from vmonf.perf import tune_process
+
+    tune_process()  # a fork server's children have it already; a plain worker switches it on here
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the message stream
     line = sys.stdin.readline()
@@ -736,7 +744,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--fork-server"]:
-        from vmonf.pool import serve
+        from vmonf.studio.pool import serve
 
         sys.exit(serve(int(sys.argv[2])))
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 Raster formats are drawn with matplotlib, so they need no browser (kaleido needs Chrome, which a
 projector laptop may lack). MP4 uses the ffmpeg binary that the ``imageio-ffmpeg`` package ships.
-Every function takes the frames of a :class:`~vmonf.runfile.Run` (2-D runs) and returns bytes.
+Every function takes the frames of a :class:`~vmonf.studio.runfile.Run` (2-D runs) and returns bytes.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from vmonf.figures import LOG_DENSITY_RANGE, PALETTE, density_spec
-from vmonf.snapshot import Snapshot
+from vmonf.studio.figures import LOG_DENSITY_RANGE, PALETTE, density_spec
+from vmonf.studio.snapshot import Snapshot
 
 ProgressFn = Callable[[int, int], None]  # (frames done, frames in all)
 FORMATS = ("html", "gif", "mp4", "png")

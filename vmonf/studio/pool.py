@@ -1,6 +1,6 @@
 """Warm training workers: a fork server that has imported torch once and forks a worker per run.
 
-Starting ``python -m vmonf.worker`` from scratch costs an interpreter start, the torch import and the
+Starting ``python -m vmonf.studio.worker`` from scratch costs an interpreter start, the torch import and the
 scikit-learn import: about 2-4 s of CPU before the first step, paid again by every run, and by all four
 runs when four people press Start together. The fork server pays it once per server, then waits,
 blocked on a socket (no CPU while idle). Each run is a ``fork()`` of it (tens of milliseconds), whose
@@ -8,7 +8,7 @@ memory pages stay shared with the server until written.
 
 Protocol, on a Unix ``SOCK_SEQPACKET`` pair (one message per packet):
 - server -> fork server: ``b"S"`` with three file descriptors attached: the child's stdin (read end),
-  stdout and stderr (write ends). The child runs :func:`vmonf.worker.main` on them.
+  stdout and stderr (write ends). The child runs :func:`vmonf.studio.worker.main` on them.
 - fork server -> server: ``b"P <pid>"`` (the forked child), ``b"X <pid> <code>"`` (it exited; code as
   :class:`subprocess.Popen` gives it, negative for a signal).
 
@@ -32,8 +32,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKER = [sys.executable, "-m", "vmonf.worker"]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (vmonf/studio/pool.py)
+WORKER = [sys.executable, "-m", "vmonf.studio.worker"]
 #: Seconds a run waits for the fork server to finish its imports before starting a plain process instead.
 READY_TIMEOUT = 30.0
 SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "send_fds") and hasattr(os, "fork")
@@ -66,7 +66,7 @@ class ForkedWorker:
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._exited.wait(timeout):
-            raise subprocess.TimeoutExpired("vmonf.worker", timeout)
+            raise subprocess.TimeoutExpired("vmonf.studio.worker", timeout)
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -208,7 +208,7 @@ def fork_server() -> ForkServer | None:
 
 def spawn(threads: int = 1) -> subprocess.Popen | ForkedWorker:
     """A worker process ready for its spec on stdin: forked from the warm fork server where possible,
-    otherwise a fresh ``python -m vmonf.worker``. Raises ``OSError`` if neither can be started."""
+    otherwise a fresh ``python -m vmonf.studio.worker``. Raises ``OSError`` if neither can be started."""
     server = warm()
     if server is not None:
         try:
@@ -236,11 +236,11 @@ def set_process_name(name: str) -> None:
 
 
 def serve(fd: int) -> int:
-    """The fork server's main loop (``python -m vmonf.worker --fork-server FD``)."""
+    """The fork server's main loop (``python -m vmonf.studio.worker --fork-server FD``)."""
     import warnings
 
     sock = socket.socket(fileno=fd)
-    from vmonf.worker import warm_up
+    from vmonf.studio.worker import warm_up
 
     warm_up()
     # Python >= 3.12 warns about fork() in a process with threads. The only other thread here is the
@@ -302,7 +302,7 @@ def _child(fds: list[int], close: list[int]) -> None:
         for f in fds + close:
             os.close(f)
         set_process_name("vmonf-worker")
-        from vmonf.worker import main
+        from vmonf.studio.worker import main
 
         code = main()
     except SystemExit as exc:

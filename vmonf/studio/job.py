@@ -15,9 +15,9 @@ import threading
 import time
 import weakref
 
-from vmonf import pool
-from vmonf.snapshot import Recording, Snapshot
-from vmonf.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
+from vmonf.studio import pool
+from vmonf.studio.snapshot import Recording, Snapshot
+from vmonf.studio.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 
 #: Trainings that may run at once in this server process (each one is a worker process).
 MAX_CONCURRENT_JOBS = int(os.environ.get("VMONF_MAX_JOBS", "8"))  # 8 stayed responsive on 2 cores (bench/load.py)
