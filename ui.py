@@ -21,7 +21,7 @@ import plotly
 import plotly.graph_objects as go
 import streamlit as st
 
-from vmonf.studio import pool
+from vmonf.studio import pool, states
 from vmonf.studio.figures import INIT_LABELS
 from vmonf.studio.job import ARI_REACHED, BusyError, TrainingJob, live_jobs, stop_all
 from vmonf.studio.snapshot import Snapshot
@@ -33,7 +33,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 # updating or a shutdown that hangs (the browser tests do this when they time out). Once per server process.
 if hasattr(signal, "SIGUSR1"):
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-ACTIVE_STATES = ("starting", "initializing", "running", "stepping", "stopping")
+ACTIVE_STATES = states.ACTIVE
 STATE_LABELS = {
     "created": "not started", "starting": "starting the training process…", "initializing": "initialising…",
     "running": "training", "stepping": "taking a few steps", "paused": "paused", "finished": "paused at the step limit",
@@ -337,27 +337,27 @@ def controls(page: str, spec: JobSpec) -> TrainingJob | None:
     """Start / Pause / Resume / Step / Stop / Reset buttons; returns the page's job, if any."""
     job = current_job(page)
     if msg := st.session_state.pop(f"{page}_flash", None):
-        st.warning(msg, icon="⏳")
+        st.warning(msg, icon=":material/hourglass_top:")
     changed = job is not None and job.spec != spec
     if changed:
         st.warning("You changed the data or model settings. The current run still uses the old ones. "
-                   "Starting again throws the trained run away.", icon="⚠️")
+                   "Starting again throws the trained run away.", icon=":material/warning:")
     state = job.state if job else "created"
     cols = st.columns(6)
-    ended = state in ("stopped", "error")
+    ended = state in states.ENDED
     cols[0].button("Discard and start" if changed else ("Start again" if ended else "Start"), key=f"{page}_start",
                    type="primary", on_click=_start, args=(page, spec), width="stretch",
                    disabled=not (job is None or changed or ended),
                    help="Start training a new run with these settings, in the background. To go on with a "
                         "paused run, use Resume.")
     cols[1].button("Pause", key=f"{page}_pause", on_click=lambda: job and job.pause(),
-                   disabled=state not in ("running", "stepping"), width="stretch",
+                   disabled=state not in states.TRAINING, width="stretch",
                    help="Pause training; the plots keep the current state.")
     cols[2].button("Resume", key=f"{page}_resume", on_click=lambda: job and job.resume(),
-                   disabled=state not in ("paused", "finished"), width="stretch",
+                   disabled=state not in states.RESUMABLE, width="stretch",
                    help="Continue training from where it paused.")
     cols[3].button("Step", key=f"{page}_step", on_click=lambda: job and job.step(25),
-                   disabled=state not in ("paused", "finished"), width="stretch",
+                   disabled=state not in states.RESUMABLE, width="stretch",
                    help="Take 25 training steps, then pause again: watch the model change bit by bit.")
     cols[4].button("Stop", key=f"{page}_stop", on_click=lambda: job and job.stop(),
                    disabled=not (job and job.alive), width="stretch",
@@ -408,27 +408,28 @@ def status_line(job: TrainingJob | None, snap: Snapshot | None, hint: str = "") 
     c1.metric("step", f"{snap.step:,}" if training else "–",  # candidate starts count their own steps (below)
               help="Training steps of the run's model. While the initialisation is chosen, each candidate's steps "
                    "are in the line below.")
-    rate = snap.meta.get("steps_per_sec", 0) if snap and state in ("running", "initializing") else 0
+    measured = states.TRAINING | {states.RunState.INITIALIZING}
+    rate = snap.meta.get("steps_per_sec", 0) if snap and state in measured else 0
     c2.metric("steps / s", f"{rate:.0f}" if rate else "–")
     c3.metric("device", job.info.get("device", "…") if job else "–")
     c4.metric("state", STATE_LABELS.get(state, state))
     box = st.container()
     if job is None:
         if hint:
-            box.info(hint, icon="👈")
+            box.info(hint, icon=":material/arrow_back:")
         return
-    notes = [init_summary(job) if state not in ("starting", "initializing") else None]
+    notes = [init_summary(job) if state not in states.PREPARING else None]
     if job.ari_reached is not None:
         seconds, step = job.ari_reached
         notes.append(f"ARI ≥ {ARI_REACHED:g} reached {seconds:.1f} s after Start (step {step:,})")
     if state == "error":
-        box.error(f"Training stopped: {job.message}", icon="🚫")
+        box.error(f"Training stopped: {job.message}", icon=":material/error:")
     elif state == "diverged":
-        box.error(job.message, icon="💥")
+        box.error(job.message, icon=":material/report:")
     elif state == "finished":
-        box.success(f"{job.message} Press Resume to train on, or Stop to keep the model.", icon="🏁")
-    elif state in ("starting", "initializing"):
-        box.info(init_progress(snap), icon="⏳")
+        box.success(f"{job.message} Press Resume to train on, or Stop to keep the model.", icon=":material/flag:")
+    elif state in states.PREPARING:
+        box.info(init_progress(snap), icon=":material/hourglass_top:")
     if any(notes):
         box.caption(" · ".join(n for n in notes if n))
 
@@ -437,8 +438,7 @@ def controls_state(state: str) -> tuple:
     """What the page around the live panel shows for ``state``: which buttons are enabled, and whether the
     panel refreshes itself. States with the same value need no full rerun of the page (a full run took
     ~0.5 s on 2 cores: several of them made Start look slow)."""
-    return (state in ("running", "stepping"), state in ("paused", "finished"), state in ("stopped", "error"),
-            state in ACTIVE_STATES)
+    return state in states.TRAINING, state in states.RESUMABLE, state in states.ENDED, state in states.ACTIVE
 
 
 def refresh_interval(job: TrainingJob, every: float = 0.15) -> float:

@@ -1,7 +1,7 @@
 """Time to export a 100-frame animation of a 2-D run in each format, and the file sizes.
 
 Trains the default pinwheel model, recording a frame every 50 steps (5,000 steps), then exports
-the 100 frames at 640x480 and 10 fps. Target (issue): under 30 s per format on 2 cores.
+the 100 frames at 640x480 and 10 fps. Target: under 30 s per format on 2 cores.
 
     python bench/export_speed.py [--frames 100] [--size 640x480]
 """

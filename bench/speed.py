@@ -69,7 +69,7 @@ def tanh_conditioner() -> nn.Sequential:
     """A 1 -> 2 conditioner with two tanh layers of width HIDDEN, the last layer at zero (identity flow).
 
     normflows' own ``nets.MLP`` only has (leaky) ReLU layers; ours and zuko's use tanh, and tanh is
-    the faster of the two here (session 7: normflows ran 4-5 % more steps/s with it), so normflows gets
+    the faster of the two here (normflows ran 4-5 % more steps/s with it), so normflows gets
     this network to keep the architecture the same."""
     net = nn.Sequential(nn.Linear(1, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, 2))
     nn.init.zeros_(net[-1].weight)

@@ -33,7 +33,8 @@ def available(choice: str) -> bool:
 def download_ui(choice: str) -> None:
     source = DOWNLOADABLE[choice]
     st.warning(f"{choice} is not on this machine yet. It is downloaded once (about 11–30 MB), checked against its "
-               f"published checksum, and cached in {data.default_cache_dir() / source.name}.", icon="📥")
+               f"published checksum, and cached in {data.default_cache_dir() / source.name}.",
+               icon=":material/download:")
     if st.button("Download now", key="img_download", type="primary"):
         bar = st.progress(0.0, text="downloading…")
 
@@ -43,7 +44,7 @@ def download_ui(choice: str) -> None:
         try:
             data.load_idx_dataset(source, download=True, progress=progress)
         except ValueError as exc:
-            st.error(f"The download failed: {exc}", icon="🚫")
+            st.error(f"The download failed: {exc}", icon=":material/error:")
         else:
             st.rerun()
 
@@ -131,7 +132,7 @@ if not available(choice):
 job = ui.controls(PAGE, spec)
 if job is None:
     st.info("Press **Start**. The first frame takes a few seconds: the images are loaded and compressed with PCA, "
-            "and a Gaussian mixture (or k-means) picks a starting point.", icon="👈")
+            "and a Gaussian mixture (or k-means) picks a starting point.", icon=":material/arrow_back:")
 else:
     ui.live_panel(PAGE, render, every=0.5)
     if job.checkpoint:

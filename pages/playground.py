@@ -100,12 +100,13 @@ def csv_ui() -> tuple[list, list | None] | None:
                                       help="Two columns x, y (and optionally a third with integer labels); "
                                            "a header row is fine. Up to 20,000 rows.")
     if upload is None:
-        st.info("Upload a CSV of 2-D points in the sidebar: columns x, y and, if you know them, a label.", icon="👈")
+        st.info("Upload a CSV of 2-D points in the sidebar: columns x, y and, if you know them, a label.",
+                icon=":material/arrow_back:")
         return None
     try:
         x, y = parse_points_csv(upload.getvalue())
     except ValueError as exc:
-        st.error(f"{upload.name} cannot be used: {exc}", icon="🚫")
+        st.error(f"{upload.name} cannot be used: {exc}", icon=":material/error:")
         return None
     st.sidebar.caption(f"{len(x):,} points" + (f", {len(set(y.tolist()))} labelled classes" if y is not None else ""))
     return x.tolist(), None if y is None else y.tolist()
@@ -128,8 +129,8 @@ def parse_depths(text: str, k: int) -> tuple[int, ...] | None:
 
 
 def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
-    """The paper's future-work options (issue 7), as ModelConfig and TrainConfig fields. All off by default."""
-    with st.sidebar.expander("Beyond the paper", icon="🧪"):
+    """The paper's future-work options, as ModelConfig and TrainConfig fields. All off by default."""
+    with st.sidebar.expander("Beyond the paper", icon=":material/science:"):
         st.caption("Options the paper lists as future work; docs/BEYOND.md has what each measured. "
                    "Consistency is on by default (it made clustering reliable across seeds); the rest are off.")
         consistency = st.select_slider(
@@ -156,7 +157,7 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
         try:
             depths = parse_depths(text, k)
         except ValueError as exc:
-            st.error(f"Depths ignored: {exc}.", icon="🚫")
+            st.error(f"Depths ignored: {exc}.", icon=":material/error:")
             depths = None
     model = {"share_weights": True} if share else {}
     if depths is not None:
@@ -254,7 +255,7 @@ def settings_ui() -> JobSpec | None:
         # Best effort: Streamlit shows this in the address bar one interaction late (the browser sends
         # its old query with the next rerun), so the share box below is the link to hand out.
         st.query_params.from_dict(query)
-    with sb.expander("Share this experiment", icon="🔗"):
+    with sb.expander("Share this experiment", icon=":material/link:"):
         base = (st.context.url or "").split("?")[0]
         st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
         st.caption("Anyone opening this link gets the same data, model and seeds.")
@@ -342,10 +343,10 @@ if spec is None:
     st.stop()
 if problems := st.session_state.pop("toy_link_problems", None):
     st.warning("Some settings in the link were not valid and were left at their defaults: " + "; ".join(problems),
-               icon="🔗")
+               icon=":material/link:")
 preset = PRESETS.get(st.session_state.get("toy_preset", ""))
 if preset is not None and all(st.session_state.get(k) == v for k, v in widget_state(preset.settings).items()):
-    st.info(f"**{preset.title}.** {preset.watch}", icon="🎓")
+    st.info(f"**{preset.title}.** {preset.watch}", icon=":material/school:")
 job = ui.controls(PAGE, spec)
 v1, v2, v3 = st.columns([2, 1, 1])
 v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
@@ -358,9 +359,9 @@ v2.toggle("show samples", key="toy_samples", help="Crosses: points drawn from th
 v3.toggle("log scale", value=True, key="toy_log", help="Log density shows the tails; linear shows the peaks.")
 ui.live_panel(PAGE, render, every=0.5, preview=preview(spec))
 if job is not None:
-    with st.expander("Compare with a Gaussian mixture (scikit-learn, same K)", icon="⚖️"):
+    with st.expander("Compare with a Gaussian mixture (scikit-learn, same K)", icon=":material/balance:"):
         compare_ui(job)
-    with st.expander("Components: share, size and fit; remove one", icon="🧩"):
+    with st.expander("Components: share, size and fit; remove one", icon=":material/extension:"):
         components_ui(job, job.latest())
     if job.checkpoint:
         st.download_button("Download the trained model (.pt)", job.checkpoint, file_name=f"vmonf-{spec.dataset}.pt",

@@ -22,12 +22,12 @@ def model_summary(data: bytes, what: str) -> None:
     """Check a checkpoint in a separate process and say what it holds, or why it was refused."""
     info = checked(data)
     if not info["ok"]:
-        st.error(f"Refused {what}: {info['message']}", icon="🚫")
+        st.error(f"Refused {what}: {info['message']}", icon=":material/error:")
         return
     c = info["config"]
     st.success(f"Checked {what}: K={c['n_components']} {c['flow']} flows of depth {c['depth']} on {c['dim']}-D data, "
                f"{info['parameters']:,} parameters" + (f", trained {info['step']:,} steps" if info.get("step") else "")
-               + ".", icon="✅")
+               + ".", icon=":material/check_circle:")
 
 
 def session_run() -> Run | None:
@@ -43,7 +43,8 @@ run = None
 if source.startswith("this"):
     run = session_run()
     if run is None:
-        st.info("No run yet in this session. Train one on the 2-D playground, or load a saved run file.", icon="👈")
+        st.info("No run yet in this session. Train one on the 2-D playground, or load a saved run file.",
+                icon=":material/arrow_back:")
 else:
     upload = st.file_uploader("run file (.vmonf) or model checkpoint (.pt)", type=["vmonf", "pt"], key="replay_upload",
                               help="A run file is written by 'Save this run' in the app or by `python -m vmonf train`; "
@@ -51,19 +52,19 @@ else:
     if upload is not None and upload.name.lower().endswith(".pt"):
         model_summary(upload.getvalue(), upload.name)
         st.info("A checkpoint holds a trained model but no recorded frames, so there is nothing to replay. "
-                "Load it in Python with `vmonf.VMoNF.load(path)`.", icon="ℹ️")
+                "Load it in Python with `vmonf.VMoNF.load(path)`.", icon=":material/info:")
     elif upload is not None:
         try:
             run = load_run(upload.getvalue())
         except ValueError as exc:
-            st.error(f"Could not open {upload.name}: {exc}", icon="🚫")
+            st.error(f"Could not open {upload.name}: {exc}", icon=":material/error:")
         else:
             if run.checkpoint is not None:
                 model_summary(run.checkpoint, f"the model in {upload.name}")
 if run is None:
     st.stop()
 if run.frames[0].get("grid_x") is None:
-    st.warning("This run has no 2-D density frames (image runs cannot be animated yet).", icon="⚠️")
+    st.warning("This run has no 2-D density frames (image runs cannot be animated yet).", icon=":material/warning:")
     st.stop()
 
 c1, c2, c3 = st.columns(3)
@@ -98,7 +99,7 @@ if st.button("Prepare the export", key="replay_export", type="primary"):
     try:
         st.session_state["replay_file"] = (fmt, ex.export(frames, fmt, **kw))
     except ValueError as exc:
-        st.error(f"Export failed: {exc}", icon="🚫")
+        st.error(f"Export failed: {exc}", icon=":material/error:")
     bar.empty()
 if (ready := st.session_state.get("replay_file")) and ready[0] == fmt:
     name = f"vmonf-{(title or 'run').replace(' ', '-')}.{'zip' if fmt == 'png' else fmt}"

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("VMONF_DATA", os.path.join(os.path.dirname(__file__), ".cache-never-used"))
-torch.set_num_threads(1)  # small models run much faster on one thread on 2-core machines (FINDINGS)
+# Small models run much faster on one thread on 2-core machines (docs/RESULTS.md, "Early measurements").
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

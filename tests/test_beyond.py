@@ -1,4 +1,4 @@
-"""Beyond the paper (issue 7): the mechanics of consistency, weight sharing, annihilation, uneven depths."""
+"""Beyond the paper (its future work): the mechanics of consistency, weight sharing, annihilation, uneven depths."""
 
 import numpy as np
 import pytest

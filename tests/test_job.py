@@ -34,6 +34,7 @@ def test_start_is_idempotent_pause_step_stop_keep_everything():
     finally:
         job.stop()
     assert job.state == "stopped" and not job.alive and not job.thread.is_alive()
+    assert job.invalid_transitions == []  # start, run, pause, step, stop: every move one the state table allows
     assert job.checkpoint and len(job.recording) >= 2
     from vmonf.checkpoint import load_checkpoint
 

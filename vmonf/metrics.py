@@ -58,8 +58,8 @@ def clustering_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
 def loglik_summary(log_p: np.ndarray) -> dict[str, float]:
     """Mean, median and trimmed mean (worst 5 % of points dropped) of per-point log-likelihoods.
 
-    The mean is dominated by a few points far in the tails (FINDINGS: one point at -512,715 nats
-    for a single flow), so the median and trimmed mean are reported beside it.
+    The mean is dominated by a few points far in the tails (docs/RESULTS.md, "Early measurements": one point
+    at -512,715 nats for a single flow), so the median and trimmed mean are reported beside it.
     """
     lp = np.sort(np.asarray(log_p, dtype=np.float64))
     cut = int(0.05 * len(lp))

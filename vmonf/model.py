@@ -30,7 +30,7 @@ class ModelConfig:
     posterior_hidden: int = 64  # width of the posterior network q(c|x)
     flow: FlowType = "realnvp"  # "realnvp" (the paper's toy flows) or "maf" (its MNIST flows)
     learn_prior: bool = False  # False: pi fixed uniform as in the paper; True: learned logits
-    # Beyond the paper (issue 7; docs/BEYOND.md has what each one measured):
+    # Beyond the paper, its future work (docs/BEYOND.md has what each one measured):
     depths: tuple[int, ...] | None = None  # a depth per component (overrides depth): uneven complexity
     share_weights: bool = False  # RealNVP conditioners shared by all components, plus a component embedding
 

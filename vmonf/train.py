@@ -29,7 +29,7 @@ class DivergenceError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Every default is what worked on the toy sets on a 2-core CPU (see FINDINGS)."""
+    """How to train. Every default is what worked on the toy sets on a 2-core CPU (docs/RESULTS.md)."""
 
     lr: float = 3e-3  # Adam learning rate; above ~0.05 training tends to diverge
     batch_size: int = 512  # points per step (capped at the data size)
@@ -49,7 +49,7 @@ class TrainConfig:
     eval_every: int = 50  # steps between validation evaluations
     keep_best: bool = True  # remember the state with the best validation log-likelihood
     rollback_every: int = 25  # steps between copies of the last finite state (divergence rollback)
-    # Beyond the paper (issue 7; docs/BEYOND.md has what each one measured):
+    # Beyond the paper, its future work (docs/BEYOND.md has what each one measured):
     # Weight of KL(q(c|x) || q(c|x')) (and || p(c|x'), see consistency_flows) for perturbed copies x' of x;
     # 0 disables (the paper's plain objective). On by default because it made toy clustering reliable
     # across seeds: pinwheel-5 ARI >= 0.95 in 10/10 seeds against 7/10 without, moons, pinwheel-3 and

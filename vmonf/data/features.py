@@ -15,7 +15,7 @@ from vmonf.data.toys import TOY_DATASETS, make_toy
 class ImagePreprocessor:
     """Pixels -> features and back: optional dequantisation + logit, then optional PCA whitening.
 
-    Pixel-space flows collapse onto 1-2 components (see FINDINGS); PCA-whitened features with
+    Pixel-space flows collapse onto 1-2 components (docs/RESULTS.md, "Early measurements"); PCA-whitened features with
     10-20 dimensions cluster well. :meth:`inverse_transform` maps features (e.g. model samples)
     back to pixel images in [0, 1].
 

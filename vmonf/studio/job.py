@@ -17,6 +17,7 @@ import weakref
 
 from vmonf.studio import pool
 from vmonf.studio.snapshot import Recording, Snapshot
+from vmonf.studio.states import ENDED, HALTED, RunState, allowed
 from vmonf.studio.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 
 #: Trainings that may run at once in this server process (each one is a worker process).
@@ -62,8 +63,8 @@ class TrainingJob:
     def __init__(self, spec: JobSpec, *, max_frames: int = 200):
         self.spec = spec
         self.recording = Recording(max_frames)
-        self.state = "created"  # created, starting, initializing, running, paused, stepping, finished, diverged,
-        # stopping, stopped, error
+        self._state = RunState.CREATED
+        self.invalid_transitions: list[tuple[str, str]] = []  # moves TRANSITIONS does not allow (tests: none)
         self.message = ""
         self.checkpoint: bytes | None = None
         self.info: dict = {}
@@ -97,7 +98,7 @@ class TrainingJob:
                                 "Try again in a moment, when another run has stopped.")
             self._has_slot = True
             _live.add(self)
-            self.state = "starting"
+            self.state = RunState.STARTING
             self._started_at = time.monotonic()
             self._thread = threading.Thread(target=self._run, name="vmonf-training", daemon=True)
             self._thread.start()
@@ -109,7 +110,7 @@ class TrainingJob:
             proc.stdin.write((self.spec.to_json() + "\n").encode())
             proc.stdin.flush()
         except OSError as exc:  # no process (out of memory, too many open files), or it died at once
-            self.state, self.message = "error", f"Could not start the training process: {exc}"
+            self.state, self.message = RunState.ERROR, f"Could not start the training process: {exc}"
             if proc is not None:
                 proc.kill()
                 proc.wait()
@@ -136,13 +137,13 @@ class TrainingJob:
         self._send({"cmd": "pause"})
 
     def resume(self) -> None:
-        if self.alive and self.state in ("paused", "finished", "diverged"):
-            self.state = "running"  # optimistic, so a UI redrawn right away keeps watching; the worker confirms
+        if self.alive and self.state in HALTED:
+            self.state = RunState.RUNNING  # optimistic, so a UI redrawn right away keeps watching; the worker confirms
         self._send({"cmd": "resume"})
 
     def step(self, n: int = 50) -> None:
-        if self.alive and self.state in ("paused", "finished", "diverged"):
-            self.state = "stepping"
+        if self.alive and self.state in HALTED:
+            self.state = RunState.STEPPING
         self._send({"cmd": "step", "n": int(n)})
 
     def remove_component(self, component: int) -> None:
@@ -152,7 +153,7 @@ class TrainingJob:
     def request_stop(self) -> None:
         """Ask the worker to finish (it sends its checkpoint, then exits); returns at once."""
         if self.alive:
-            self.state = "stopping"
+            self.state = RunState.STOPPING
         self._stop_requested = True
         self._send({"cmd": "stop"})
 
@@ -189,6 +190,17 @@ class TrainingJob:
             _slots.release()
 
     # -- status -----------------------------------------------------------------------------------
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    @state.setter
+    def state(self, new: str) -> None:
+        new = RunState(new)
+        if not allowed(self._state, new):
+            self.invalid_transitions.append((self._state.value, new.value))
+        self._state = new
+
     @property
     def alive(self) -> bool:
         """Started and not ended: its worker is being started, or runs."""
@@ -233,7 +245,7 @@ class TrainingJob:
                     self._receive(Snapshot.from_bytes(payload))
                 elif kind == EVENT:
                     event = json.loads(payload)
-                    self.state = event.pop("state")
+                    self.state = RunState(event.pop("state"))
                     if "message" in event:
                         self.message = event.pop("message")
                     self.info.update(event)
@@ -246,11 +258,11 @@ class TrainingJob:
                     pipe.close()
                 except OSError:
                     pass  # a stdin write was cut off by the exit; the pipe is closed anyway
-            if self.state not in ("stopped", "error"):
+            if self.state not in ENDED:
                 if code == 0 and self.checkpoint is not None:
-                    self.state = "stopped"
+                    self.state = RunState.STOPPED
                 else:
-                    self.state = "error"
+                    self.state = RunState.ERROR
                     tail = "".join(self._stderr[-5:]).strip()
                     self.message = self.message or f"The training process ended unexpectedly (exit {code}). {tail}"
             self._release()

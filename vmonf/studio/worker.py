@@ -3,7 +3,7 @@ on stdin, trains, and writes framed messages (snapshots, events, the final check
 
 Why a process: an optimisation loop in a thread of the Streamlit server ran at 10-25 % of its
 headless speed once a live chart was open (it loses the GIL); a worker process ran at 100 %
-(see FINDINGS). It is started with ``subprocess`` so it never imports the app's pages.
+(docs/RESULTS.md, "Early measurements"). It is started with ``subprocess`` so it never imports the app's pages.
 
 Wire format, both directions pickle-free:
 - stdin: one JSON line with the spec, then JSON command lines: ``{"cmd": "pause" | "resume" | "stop"}``,
@@ -29,6 +29,8 @@ from typing import BinaryIO
 import numpy as np
 
 from vmonf.history import append_bounded
+from vmonf.studio.states import HALTED, TRAINING
+from vmonf.studio.states import RunState as S
 
 SNAPSHOT, EVENT, CHECKPOINT = b"S", b"E", b"C"
 #: Curve points kept for the live plots (even); beyond it every second one is dropped.
@@ -376,7 +378,7 @@ class Session:
         self.drawer: FrameDrawer | None = None
         self.renderer: ProcessRenderer | Renderer | None = None  # draws frames while training goes on; None: inline
         self._out_lock = threading.Lock()  # the renderer's frames and this thread's events share the stream
-        self.state = "initializing"
+        self.state = S.INITIALIZING
         self.stage, self.candidate = "data", {}
         self.rate = 0.0
         self.step_budget = 0
@@ -426,7 +428,7 @@ class Session:
             self.start_renderer()
         if data.image_shape is None:
             self.send(data_snapshot(self.view, spec.n_components, self.meta(0)))
-        self.event("initializing", message="Choosing how the components start…", device=str(self.device))
+        self.event(S.INITIALIZING, message="Choosing how the components start…", device=str(self.device))
         # Images are perturbed by shifts and rotations of their pixels (4 copies, made once); 2-D points by noise.
         perturbed = augmented_features(data, copies=4, seed=spec.data_seed) if (
             config.consistency and data.image_shape is not None) else None
@@ -439,9 +441,9 @@ class Session:
             self.history_key = self.init_method
 
     # -- messages ---------------------------------------------------------------------------------
-    def event(self, state: str, **info) -> None:
+    def event(self, state: S, **info) -> None:
         with self._out_lock:
-            write_message(self.out, EVENT, json.dumps({"state": state, **info}).encode())
+            write_message(self.out, EVENT, json.dumps({"state": S(state).value, **info}).encode())
 
     def send(self, snap) -> None:
         data = snap.to_bytes()
@@ -512,7 +514,7 @@ class Session:
             if self.view.grid_x is not None:
                 self.send(data_snapshot(self.view, self.spec.n_components, self.meta(0),
                                         assign=ev.partition[self.view.index]))
-            self.event("initializing", message=f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): fitting q(c|x) "
+            self.event(S.INITIALIZING, message=f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): fitting q(c|x) "
                                                "to its partition…")
             return self.poll_stop()
         if not several:
@@ -523,7 +525,7 @@ class Session:
         if ev.stage in ("initialized", "scored"):
             self.snapshot(now=True)  # its start and its last state before the choice are always shown
             if ev.stage == "initialized":
-                self.event("initializing", message=f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): "
+                self.event(S.INITIALIZING, message=f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): "
                                                    f"training it {ev.trainer.config.init_steps} steps…")
         else:
             self.stepped()
@@ -552,12 +554,12 @@ class Session:
             return False
         state = self.state
         if name == "pause":
-            state = "paused"
-        elif name == "resume" and self.state in ("paused", "finished", "diverged"):
-            state = "running"
+            state = S.PAUSED
+        elif name == "resume" and self.state in HALTED:
+            state = S.RUNNING
         elif name == "step":
             self.step_budget = max(1, int(cmd.get("n", 50)))
-            state = "stepping"
+            state = S.STEPPING
         elif name == "remove":
             try:
                 removed = self.trainer.remove([int(cmd.get("component", -1))])
@@ -578,7 +580,7 @@ class Session:
         if self.pending:
             return self.pending.pop(0)
         try:
-            return self.commands.get(block=self.state not in ("running", "stepping"))
+            return self.commands.get(block=self.state not in TRAINING)
         except queue.Empty:
             return None
 
@@ -586,7 +588,7 @@ class Session:
         from vmonf.train import DivergenceError
 
         self.stage, self.candidate = "training", {}
-        self.announce("running", init=self.init_method, device=str(self.device), init_scores=self.init_scores,
+        self.announce(S.RUNNING, init=self.init_method, device=str(self.device), init_scores=self.init_scores,
                       init_skipped=self.init_skipped)
         while True:
             cmd = self.next_command()
@@ -597,21 +599,21 @@ class Session:
             try:
                 self.trainer.step()
             except DivergenceError as exc:
-                self.announce("diverged", message=str(exc))
+                self.announce(S.DIVERGED, message=str(exc))
                 continue
-            if self.state == "stepping":
+            if self.state == S.STEPPING:
                 self.step_budget -= 1
                 if self.step_budget <= 0:
-                    self.announce("paused")
+                    self.announce(S.PAUSED)
                     continue
             if self.finish_at and self.trainer.step_count >= self.finish_at:
                 self.finish_at = 0  # Resume after this trains on without a limit
-                self.announce("finished", message=f"Reached {self.spec.max_steps} steps.")
+                self.announce(S.FINISHED, message=f"Reached {self.spec.max_steps} steps.")
                 continue
             self.stepped()
         self.snapshot(now=True)
         self.checkpoint()
-        self.event("stopped")
+        self.event(S.STOPPED)
 
 
 def warm_up() -> None:
