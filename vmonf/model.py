@@ -191,10 +191,23 @@ class VMoNFModel(nn.Module):
             log_q = self.posterior_log_probs(x, temperature)
         if component_log_prob is None:
             component_log_prob = self.component_log_prob(x)
+        return self._terms(log_q, component_log_prob)
+
+    def _terms(self, log_q: Tensor, comp: Tensor, y: Tensor | None = None) -> ElboTerms:
+        """The ELBO's three parts per point, the one place it is written, from ``log q(c|x)`` and ``log p(x|c)``.
+
+        A labelled point (``y >= 0``) takes ``q = onehot(y)``: its ELBO is ``log p(x|y) + log pi_y`` and its
+        entropy 0, and no ELBO gradient reaches q there (:meth:`loss` trains q toward the label instead).
+        """
         q = log_q.exp()
-        loglik = (q * component_log_prob).sum(-1)
-        logprior = expect(q, self.log_pi)
-        entropy = -expect(q, log_q)
+        # With every component present no value is -inf, so plain sums will do (and save a few operations a step).
+        mean = expect if not bool(self.active.all()) else _plain_expect
+        entropy = -mean(q, log_q)
+        if y is not None:
+            labelled = y >= 0
+            q = torch.where(labelled[:, None], F.one_hot(y.clamp_min(0), q.shape[-1]).to(q.dtype), q)
+            entropy = torch.where(labelled, torch.zeros_like(entropy), entropy)
+        loglik, logprior = mean(q, comp), mean(q, self.log_pi.expand_as(q))
         return ElboTerms(loglik + logprior + entropy, loglik, logprior, entropy)
 
     def elbo(self, x: Tensor, temperature: float = 1.0) -> Tensor:
@@ -206,51 +219,39 @@ class VMoNFModel(nn.Module):
         fit_q: bool = True, entropy_bonus: float = 0.0, x_perturbed: Tensor | None = None,
         consistency: float = 0.0, consistency_flows: bool = True,
     ) -> Tensor:
-        """Negative mean objective. Labelled points (``y >= 0``) pin q to their label.
+        """Negative mean objective, the sum of named terms:
 
-        With ``x_perturbed`` and ``consistency > 0`` it adds ``consistency *``
-        :meth:`consistency_loss` ``(x, x_perturbed, flows=consistency_flows)``, evaluating the clean and
-        the perturbed batch in one pass through q and the flows (fewer, larger operations).
+        - the ELBO (:meth:`_terms`; labelled points, ``y >= 0``, pin q to their label);
+        - ``label_weight *`` the cross-entropy ``-log q(y|x)`` on labelled points, which trains q toward them;
+        - ``entropy_bonus * H[q(c|x)]`` for unlabelled points (an entropy warm-up that keeps q soft, so every
+          flow still sees some weight from nearby points);
+        - ``consistency *`` :meth:`consistency_loss` ``(x, x_perturbed, flows=consistency_flows)``, with the
+          clean and the perturbed batch evaluated in one pass through q and the flows (fewer, larger operations).
 
         ``fit_q=False`` holds q fixed (no gradient reaches the posterior network), so the flows fit
         the current assignment first; :class:`~vmonf.train.Trainer` uses it for a short warm-up.
-        ``entropy_bonus`` adds ``bonus * H[q(c|x)]`` for unlabelled points (an entropy warm-up that keeps
-        q soft, so every flow still sees some weight from nearby points).
-
-        For a labelled point the ELBO term uses ``q = onehot(y)``, i.e. ``log p(x|y) + log pi_y``,
-        and a cross-entropy term ``label_weight * -log q(y|x)`` trains the posterior network toward it.
         """
         n = len(x)
-        extra = None
         if x_perturbed is not None and consistency:
             both = self._standardize(torch.cat([x, x_perturbed]))
             log_q_both = self._posterior_log_probs_std(both, temperature)
             comp_both = self._component_log_prob_std(both if consistency_flows else both[:n])
             log_q, comp = log_q_both[:n], comp_both[:n]
             log_joint_perturbed = comp_both[n:] + self.log_pi if consistency_flows else None
-            extra = consistency * self._consistency(log_q, log_q_both[n:], log_joint_perturbed)
+            consistent = self._consistency(log_q, log_q_both[n:], log_joint_perturbed)
         else:
             xs = self._standardize(x)
             log_q, comp = self._posterior_log_probs_std(xs, temperature), self._component_log_prob_std(xs)
-        base = self._objective(x, log_q if fit_q else log_q.detach(), comp, y, label_weight, entropy_bonus)
-        return base if extra is None else base + extra
-
-    def _objective(self, x: Tensor, log_q: Tensor, comp: Tensor, y: Tensor | None, label_weight: float,
-                   entropy_bonus: float) -> Tensor:
-        """:meth:`loss` without the consistency term, from ``log q(c|x)`` and ``log p(x|c)``."""
-        if y is None or not bool((y >= 0).any()):
-            if not entropy_bonus and bool(self.active.all()):  # no removed component, so no -inf (see expect)
-                return -(log_q.exp() * (comp + self.log_pi - log_q)).sum(-1).mean()
-            terms = self.elbo_terms(x, log_q, component_log_prob=comp)
-            return -(terms.elbo + entropy_bonus * terms.entropy).mean()
-        labelled = y >= 0
-        log_joint = comp + self.log_pi
-        elbo_free = expect(log_q.exp(), log_joint) - expect(log_q.exp(), log_q)
-        elbo_pinned = log_joint.gather(1, y.clamp_min(0)[:, None]).squeeze(1)
-        entropy = -expect(log_q.exp(), log_q)
-        elbo = torch.where(labelled, elbo_pinned, elbo_free + entropy_bonus * entropy)
-        ce = F.nll_loss(log_q[labelled], y[labelled], reduction="sum") / len(x)
-        return -elbo.mean() + label_weight * ce
+            consistent = 0
+        labels = y if y is not None and bool((y >= 0).any()) else None
+        log_q = log_q if fit_q else log_q.detach()  # held: no term trains q
+        terms = self._terms(log_q, comp, labels)
+        objective = terms.elbo + entropy_bonus * terms.entropy if entropy_bonus else terms.elbo
+        loss = -objective.mean()
+        if labels is not None:
+            known = labels >= 0
+            loss = loss + label_weight * F.nll_loss(log_q[known], labels[known], reduction="sum") / n
+        return loss + consistency * consistent if consistency and x_perturbed is not None else loss
 
     @torch.no_grad()
     def sample(
@@ -280,6 +281,11 @@ class VMoNFModel(nn.Module):
         """Flow parameters of each component alone, and those all components share (see
         :meth:`~vmonf.flows.ComponentFlows.parameter_counts`)."""
         return self.flows.parameter_counts()
+
+
+def _plain_expect(q: Tensor, values: Tensor) -> Tensor:
+    """``sum_k q_k values_k`` per row, for values without ``-inf`` (see :func:`expect`)."""
+    return (q * values).sum(-1)
 
 
 def expect(q: Tensor, values: Tensor) -> Tensor:
