@@ -22,7 +22,7 @@ import torch
 from vmonf import VMoNF
 from vmonf.data import make_toy
 from vmonf.studio import export as ex
-from vmonf.studio.snapshot import make_view, take_snapshot
+from vmonf.studio.capture import make_view, take_snapshot
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ from PIL import Image
 from vmonf.data import make_toy
 from vmonf.model import ModelConfig, VMoNFModel
 from vmonf.studio import export as ex
+from vmonf.studio.capture import make_view, take_snapshot
 from vmonf.studio.runfile import Run, load_run, run_bytes, save_run
-from vmonf.studio.snapshot import Recording, make_view, take_snapshot
+from vmonf.studio.snapshot import Recording
 
 
 def make_run() -> Run:

@@ -8,7 +8,7 @@ import torch
 from vmonf.data import make_toy
 from vmonf.model import ModelConfig, VMoNFModel
 from vmonf.studio import figures
-from vmonf.studio.snapshot import make_view, take_snapshot
+from vmonf.studio.capture import make_view, take_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_flow_warp_lines_follow_the_flow(frames):
 
 
 def test_warp_is_the_inverse_flow():
-    from vmonf.studio.snapshot import _warp_lines
+    from vmonf.studio.capture import _warp_lines
 
     model = VMoNFModel(ModelConfig(2, 2, depth=2, hidden=8))
     model.set_standardization(torch.tensor([1.0, -1.0]), torch.tensor([2.0, 0.5]))
@@ -87,3 +87,17 @@ def test_warp_is_the_inverse_flow():
     z = torch.linspace(-2.5, 2.5, 4)
     torch.testing.assert_close(lines[0, 0, :, 0], z * 2.0 + 1.0)
     torch.testing.assert_close(lines[1, 0, :, 1], torch.full((4,), -2.5 * 0.5 - 1.0))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_take_snapshot_leaves_model_and_history_as_they_were(training):
+    from vmonf.studio.capture import record_scores
+
+    x, y = make_toy("moons", 200, seed=1)
+    model = VMoNFModel(ModelConfig(2, 2, depth=1, hidden=8)).train(training)
+    history = [{"step": 0, "pi": [0.5, 0.5], "val_elbo": -1.0}]
+    snap = take_snapshot(model, make_view(x, y, grid=8), history, {"step": 0})
+    assert model.training is training
+    assert "ari" not in history[0] and np.isfinite(snap.get("hist_ari")[-1])  # the frame's curve has its score
+    record_scores(history, snap)
+    assert history[0]["ari"] == snap.meta["ari"]

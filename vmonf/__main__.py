@@ -19,9 +19,10 @@ from vmonf.data import IMAGE_DATASETS, TOY_DATASETS, augmented_features, load_da
 from vmonf.estimator import VMoNF
 from vmonf.metrics import clustering_scores, loglik_summary
 from vmonf.perf import tune_process
+from vmonf.studio.capture import make_view, record_scores, take_snapshot
 from vmonf.studio.export import FORMATS, export, thin
 from vmonf.studio.runfile import Run, load_run, save_run
-from vmonf.studio.snapshot import Recording, make_view, take_snapshot
+from vmonf.studio.snapshot import Recording
 from vmonf.train import evaluation_row
 
 
@@ -93,7 +94,9 @@ def train(args: argparse.Namespace) -> dict:
         _, recording, history, printed = runs.setdefault(id(trainer), (trainer, Recording(args.max_frames), [], set()))
         if view is not None:
             history.append({**trainer.progress(), **evaluation_row(trainer.model, trainer.x_val)})
-            recording.append(take_snapshot(trainer.model, view, history, {"step": step}, seed=args.seed))
+            snap = take_snapshot(trainer.model, view, history, {"step": step}, seed=args.seed)
+            record_scores(history, snap)
+            recording.append(snap)
         if step // report_every not in printed and step > (trainer.config.init_steps if choosing else 0):
             printed.add(step // report_every)
             row = history[-1] if history else (trainer.history[-1] if trainer.history else {})

@@ -105,8 +105,8 @@ def load_spec_data(spec: JobSpec):
 
 
 def spec_view(spec: JobSpec, data, labels):
-    """The points, grid and sample noise every frame of the run shows (:func:`vmonf.studio.snapshot.make_view`)."""
-    from vmonf.studio.snapshot import make_view
+    """The points, grid and sample noise every frame of the run shows (:func:`vmonf.studio.capture.make_view`)."""
+    from vmonf.studio.capture import make_view
 
     images = data.image_shape is not None
     return make_view(data.x, data.y, labels >= 0 if labels is not None else None, grid=spec.grid,
@@ -118,7 +118,7 @@ def preview_frame(spec: JobSpec):
     """The run's first frame, its 2-D points alone, made without a worker (the chart shows it before Start
     and until the worker's frames arrive). ``None`` for image data, or data the worker would refuse."""
     from vmonf.data import IMAGE_DATASETS
-    from vmonf.studio.snapshot import data_snapshot
+    from vmonf.studio.capture import data_snapshot
 
     if spec.dataset in IMAGE_DATASETS:
         return None
@@ -139,7 +139,7 @@ class FrameDrawer:
         self.histories: dict[str, list[dict]] = {}
 
     def draw(self, model, job: dict) -> None:
-        from vmonf.studio.snapshot import take_snapshot
+        from vmonf.studio.capture import record_scores, take_snapshot
         from vmonf.train import evaluation_row
 
         row = {key: job[key] for key in ("step", "loss", "temperature", "seconds")}
@@ -147,7 +147,9 @@ class FrameDrawer:
         key = job["history"]
         history = self.histories[key] = append_bounded(self.histories.get(key, []), row, MAX_HISTORY)
         meta = {**job["meta"], "temperature": row["temperature"], "loss": row["loss"]}
-        self.send(take_snapshot(model, self.view, history, meta, seed=self.seed))
+        snap = take_snapshot(model, self.view, history, meta, seed=self.seed)
+        record_scores(history, snap)
+        self.send(snap)
 
 
 def _arrays(data: bytes) -> dict[str, np.ndarray]:
@@ -277,7 +279,7 @@ def _draw_frames(down: int, up: int) -> int:
     import torch
 
     from vmonf.model import ModelConfig, VMoNFModel
-    from vmonf.studio.snapshot import View
+    from vmonf.studio.capture import View
 
     threading.Timer(START_BOOST, lower_thread_priority, kwargs={"tid": threading.get_native_id()}).start()
     torch.set_num_threads(1)
@@ -413,7 +415,7 @@ class Session:
         from vmonf.devices import resolve_device
         from vmonf.model import ModelConfig
         from vmonf.starts import start_training
-        from vmonf.studio.snapshot import data_snapshot
+        from vmonf.studio.capture import data_snapshot
         from vmonf.train import TrainConfig
 
         spec = self.spec
@@ -504,7 +506,7 @@ class Session:
     def on_start_event(self, ev) -> bool:
         """:func:`~vmonf.starts.choose_start` progress: frames of each candidate. ``True`` (cut the choice
         short) once a stop has arrived."""
-        from vmonf.studio.snapshot import data_snapshot
+        from vmonf.studio.capture import data_snapshot
 
         several = ev.total > 1
         self.candidate = {"candidate": ev.candidate, "candidate_index": ev.index, "candidate_total": ev.total,

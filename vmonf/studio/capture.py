@@ -1,0 +1,204 @@
+"""Capturing :class:`~vmonf.studio.snapshot.Snapshot` frames from a model (torch; runs in the worker or the CLI).
+
+A :class:`View` fixes what every frame of a run shows (points, grid, sample noise), so frames line up.
+:func:`take_snapshot` evaluates the model on it and leaves both the model's mode and the caller's history
+as they were; :func:`record_scores` is how a caller keeps the frame's ARI/NMI in its curves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vmonf.studio.snapshot import Snapshot
+
+if TYPE_CHECKING:  # torch loads lazily: a preview frame of the data needs numpy alone
+    import torch
+
+    from vmonf.model import VMoNFModel
+
+
+@dataclass(frozen=True)
+class View:
+    """What a snapshot shows: a fixed subset of points, a fixed grid, fixed sample noise."""
+
+    points: np.ndarray  # (P, D) points to colour by cluster
+    y_true: np.ndarray | None  # (P,) their true labels, if known
+    labelled: np.ndarray | None  # (P,) bool, points whose label the model was given
+    grid_x: np.ndarray | None = None  # (G,) grid for 2-D densities
+    grid_y: np.ndarray | None = None
+    n_samples: int = 300  # samples drawn from the model per snapshot (2-D)
+    per_component_images: int = 6  # image data: samples per component shown as images
+    to_images: object = None  # image data: callable features -> (n, h, w)
+    component_densities: bool = True  # 2-D: also evaluate every component's density
+    index: np.ndarray | None = None  # (P,) rows of the data set the points are
+
+
+def make_view(x: np.ndarray, y: np.ndarray | None, labelled: np.ndarray | None = None, *, max_points: int = 2000,
+              grid: int = 64, seed: int = 0, margin: float = 0.15, **kw) -> View:
+    """Pick the points and grid once per run, so frames line up and axes never jump."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.permutation(len(x))[:max_points])
+    gx = gy = None
+    if x.shape[1] == 2 and grid > 0:
+        lo, hi = x.min(0), x.max(0)
+        pad = margin * (hi - lo)
+        gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid, dtype=np.float32)
+        gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid, dtype=np.float32)
+    return View(x[idx], None if y is None else y[idx], None if labelled is None else labelled[idx], gx, gy, index=idx,
+                **kw)
+
+
+def data_snapshot(view: View, k: int, meta: dict, assign: np.ndarray | None = None) -> Snapshot:
+    """A frame of the data alone, before any model exists: every point unassigned (``assign`` -1), or
+    coloured by a starting partition ``assign`` (one value per point of the view). No density yet."""
+    n = len(view.points)
+    arrays = {"points": view.points.astype(np.float32), "pi": np.full(k, 1.0 / k, dtype=np.float32),
+              "assign": (np.full(n, -1) if assign is None else assign).astype(np.int16),
+              "confidence": np.ones(n, dtype=np.float32)}
+    if view.y_true is not None:
+        arrays["y_true"] = view.y_true.astype(np.int16)
+    if view.labelled is not None:
+        arrays["labelled"] = view.labelled
+    if view.grid_x is not None:
+        arrays.update(grid_x=view.grid_x, grid_y=view.grid_y)
+    meta = dict(meta)
+    if assign is not None and view.y_true is not None:
+        from vmonf.metrics import clustering_scores
+
+        known = assign >= 0  # held-out points have no place in the partition
+        meta.update(clustering_scores(view.y_true[known], assign[known].astype(np.int64)))
+    return Snapshot.create(meta, arrays)
+
+
+def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int = 0) -> Snapshot:
+    """Evaluate the model on the view: densities on the grid, assignments, samples, metrics.
+
+    ``history`` (the run's curve rows, last row this step's) is read, not changed: the frame's curves include
+    its own ARI/NMI, and :func:`record_scores` keeps them in ``history`` for later frames. The model is
+    evaluated in eval mode and handed back in the mode it came in.
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return _take_snapshot(model, view, history, meta, seed)
+    finally:
+        model.train(was_training)
+
+
+def record_scores(history: list[dict], snap: Snapshot) -> None:
+    """Keep a frame's clustering scores (when it has them) in its history row, so later curves show them."""
+    if history and "ari" in snap.meta:
+        history[-1].update(ari=snap.meta["ari"], nmi=snap.meta["nmi"])
+
+
+def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int) -> Snapshot:
+    import torch
+
+    from vmonf.metrics import clustering_scores, contingency
+    from vmonf.train import chunked
+    device = model.shift.device
+    pts = torch.as_tensor(view.points, device=device)
+    q = chunked(lambda t: model.posterior_log_probs(t).exp(), pts)
+    conf, assign = q.max(1)
+    arrays: dict[str, np.ndarray] = {
+        "points": view.points.astype(np.float32), "assign": assign.cpu().numpy().astype(np.int16),
+        "confidence": conf.cpu().numpy().astype(np.float32), "pi": model.log_pi.exp().cpu().numpy(),
+    }
+    arrays.update(_component_table(model, pts))
+    meta = dict(meta)
+    if view.y_true is not None:
+        arrays["y_true"] = view.y_true.astype(np.int16)
+        scores = clustering_scores(view.y_true, arrays["assign"].astype(np.int64))
+        meta.update(scores)
+        if history:  # this frame's curves include its own scores
+            history = [*history[:-1], {**history[-1], "ari": scores["ari"], "nmi": scores["nmi"]}]
+        if view.to_images is not None:
+            arrays["contingency"] = contingency(view.y_true, arrays["assign"].astype(np.int64),
+                                                model.config.n_components)
+    if view.labelled is not None:
+        arrays["labelled"] = view.labelled
+    gen = torch.Generator(device=device).manual_seed(seed)
+    if view.grid_x is not None:
+        gx, gy = torch.as_tensor(view.grid_x, device=device), torch.as_tensor(view.grid_y, device=device)
+        xx, yy = torch.meshgrid(gx, gy, indexing="xy")
+        grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+        g = len(view.grid_x)
+        comp = chunked(model.component_log_prob, grid)  # (G*G, K)
+        log_mix = torch.logsumexp(comp + model.log_pi, -1)
+        arrays.update(grid_x=view.grid_x, grid_y=view.grid_y,
+                      log_density=log_mix.reshape(len(view.grid_y), g).cpu().numpy().astype(np.float32))
+        if view.component_densities:
+            arrays["comp_log_density"] = comp.T.reshape(-1, len(view.grid_y), g).cpu().numpy().astype(np.float32)
+        # The variational posterior q(c|x) and the exact one p(c|x) on the grid: cluster and confidence.
+        shape = (len(view.grid_y), g)
+        for name, probs in (("q", chunked(lambda t: model.posterior_log_probs(t).exp(), grid)),
+                            ("p", torch.softmax(comp + model.log_pi, -1))):
+            conf, arg = probs.max(-1)
+            arrays[f"{name}_grid_assign"] = arg.reshape(shape).cpu().numpy().astype(np.int16)
+            arrays[f"{name}_grid_conf"] = conf.reshape(shape).cpu().numpy().astype(np.float32)
+        arrays["warp"] = _warp_lines(model).cpu().numpy().astype(np.float32)
+        s, c = model.sample(view.n_samples, generator=gen)
+        arrays.update(samples=s.cpu().numpy().astype(np.float32), sample_comp=c.cpu().numpy().astype(np.int16))
+    if view.to_images is not None:
+        k, m = model.config.n_components, view.per_component_images
+        feats = torch.cat([model.sample(m, component=c, generator=gen)[0] if model.active[c]
+                           else torch.full((m, model.config.dim), float("nan")) for c in range(k)])
+        imgs = np.nan_to_num(view.to_images(feats.cpu().numpy()), nan=0.0)  # a removed component shows blanks
+        arrays["component_images"] = imgs.reshape(k, m, *imgs.shape[1:]).astype(np.float32)
+    arrays.update(_history_arrays(history, model.config.n_components))
+    if history:
+        last = history[-1]
+        meta.update({key: last[key] for key in ("val_elbo", "val_loglik", "val_expected_loglik",
+                                                "val_expected_logprior", "val_entropy") if key in last})
+    return Snapshot.create(meta, arrays)
+
+
+def _component_table(model: VMoNFModel, pts: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per component: still in the mixture, flow parameters of its own, share of the points (mean p(c|x)),
+    and the mean log p(x|c) of the points it explains (NaN for a removed one): the complexity balance."""
+    import torch
+
+    from vmonf.train import chunked
+
+    comp = chunked(model.component_log_prob, pts)  # (N, K)
+    r = torch.softmax(comp + model.log_pi, -1)
+    share = r.mean(0)
+    loglik = (r * comp).sum(0) / r.sum(0).clamp_min(1e-12)
+    active = model.active
+    return {"active": active.cpu().numpy().astype(np.int8),
+            "comp_params": np.asarray(model.component_parameter_counts()[0], dtype=np.int64),
+            "comp_share": share.cpu().numpy().astype(np.float32),
+            "comp_loglik": torch.where(active, loglik, torch.nan).cpu().numpy().astype(np.float32)}
+
+
+def _warp_lines(model: VMoNFModel, n_lines: int = 13, n_points: int = 40, extent: float = 2.5) -> torch.Tensor:
+    """A square grid of lines in the base space, pushed through every component's flow to data space.
+
+    Returns ``(K, 2 * n_lines, n_points, 2)``: for component k, the images of the horizontal and the
+    vertical lines of the grid ``[-extent, extent]^2``. Shows students how each flow bends space.
+    """
+    import torch
+
+    ticks = torch.linspace(-extent, extent, n_lines, device=model.shift.device)
+    along = torch.linspace(-extent, extent, n_points, device=model.shift.device)
+    horiz = torch.stack([along.expand(n_lines, -1), ticks[:, None].expand(-1, n_points)], -1)
+    lines = torch.cat([horiz, horiz.flip(-1)])  # (2L, P, 2): horizontal, then vertical lines
+    k = model.config.n_components
+    z = lines.reshape(1, -1, 2).expand(k, -1, -1).contiguous()
+    x, _ = model.flows.inverse(z)
+    return (x * model.scale + model.shift).reshape(k, *lines.shape)
+
+
+def _history_arrays(history: list[dict], k: int) -> dict[str, np.ndarray]:
+    def col(name):
+        return np.array([row.get(name, np.nan) for row in history], dtype=np.float32)
+
+    pi = np.array([row["pi"] for row in history], dtype=np.float32).reshape(-1, k)
+    return {"hist_step": col("step"), "hist_elbo": col("val_elbo"), "hist_val_loglik": col("val_loglik"),
+            "hist_ari": col("ari"), "hist_nmi": col("nmi"), "hist_pi": pi}
