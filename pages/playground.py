@@ -10,47 +10,40 @@ import streamlit as st
 import ui
 from vmonf.data import TOY_DATASETS
 from vmonf.studio import figures
-from vmonf.studio.presets import (
-    BATCH_CHOICES,
-    CONSISTENCY_CHOICES,
-    DEFAULTS,
-    HIDDEN_CHOICES,
-    INIT_CHOICES,
-    LR_CHOICES,
-    PRESETS,
-    from_query,
-    to_query,
-)
+from vmonf.studio.presets import PRESETS
+from vmonf.studio.settings import DEFAULTS, SETTINGS, TOY_PARAMS, Setting, from_query, to_query, to_spec, true_k
 from vmonf.studio.uploads import parse_points_csv
 from vmonf.studio.worker import JobSpec, preview_frame
 
 PAGE = "toy"
-# Per-data-set sliders: (parameter, label, min, max, default, step, help)
-TOY_PARAMS = {
-    "pinwheel": [("wings", "wings", 2, 8, 5, 1, "How many curved arms (true clusters)."),
-                 ("rate", "bend", 0.0, 1.0, 0.4, 0.05, "How strongly each wing curls; 0 gives straight blobs."),
-                 ("radial_std", "radial noise", 0.05, 0.6, 0.3, 0.05, "Spread along each wing.")],
-    "two circles": [("noise", "noise", 0.0, 0.2, 0.04, 0.01, "Jitter of the points around each ring.")],
-    "moons": [("noise", "noise", 0.0, 0.3, 0.08, 0.01, "Jitter of the points around each moon.")],
-    "gaussian mixture": [("components", "blobs", 2, 8, 4, 1, "How many Gaussian blobs (true clusters)."),
-                         ("std", "blob width", 0.1, 1.0, 0.35, 0.05, "Standard deviation of each blob.")],
-    "spirals": [("arms", "arms", 2, 4, 2, 1, "How many spiral arms (true clusters)."),
-                ("noise", "noise", 0.0, 0.15, 0.05, 0.01, "Jitter of the points around each arm.")],
-    "banana": [("bend", "bend", 0.2, 2.0, 1.2, 0.1, "How curved each crescent is.")],
-    "checkerboard": [("squares", "board size", 2, 6, 4, 1, "Squares per side; half of them hold points.")],
-}
-TRUE_K = {"pinwheel": "wings", "gaussian mixture": "components", "spirals": "arms"}
-PARAM_RANGES = {ds: {p[0]: (p[2], p[3], type(p[4])) for p in ps} for ds, ps in TOY_PARAMS.items()}
+
+
+def widget_key(setting: Setting, dataset: str) -> str:
+    """A setting's widget key; K has one per data set (each remembers its own number of clusters)."""
+    return f"toy_k_{dataset}" if setting.key == "k" else f"toy_{setting.key}"
+
+
+def setting_widget(setting: Setting, dataset: str, *, key: str | None = None, high=None, default=None, **kw):
+    """The sidebar control for one setting, built from its schema entry (label, range, default, help)."""
+    sb, key = st.sidebar, key or widget_key(setting, dataset)
+    value = setting.default if default is None else default
+    common = dict(key=key, help=setting.help, **kw)
+    if setting.widget == "slider":
+        return sb.slider(setting.label, setting.low, setting.high if high is None else high, value, setting.step,
+                         **common)
+    if setting.widget == "select_slider":
+        return sb.select_slider(setting.label, list(setting.choices), value, format_func=setting.text, **common)
+    if setting.widget == "selectbox":
+        return sb.selectbox(setting.label, list(setting.choices), list(setting.choices).index(value),
+                            format_func=setting.text, **common)
+    return sb.number_input(setting.label, setting.low, setting.high, value, **common)
 
 
 def widget_state(settings: dict) -> dict:
     """Settings (a preset or a shared link) as values of this page's widget keys."""
     s = {**DEFAULTS, **settings}
     ds = s["dataset"]
-    state = {"toy_dataset": ds, "toy_n": s["n"], "toy_data_seed": s["data_seed"], f"toy_k_{ds}": s["k"],
-             "toy_depth": s["depth"], "toy_hidden": s["hidden"], "toy_lr": s["lr"], "toy_batch": s["batch"],
-             "toy_labels": s["labels"], "toy_init": s["init"], "toy_steps": s["steps"], "toy_seed": s["seed"],
-             "toy_consistency": s["consistency"]}
+    state = {"toy_dataset": ds, **{widget_key(setting, ds): s[key] for key, setting in SETTINGS.items()}}
     state.update({f"toy_{ds}_{p}": v for p, v in s["params"].items()})
     return state
 
@@ -74,7 +67,7 @@ def apply_shared_link() -> None:
     st.session_state["_toy_link_read"] = True  # only the link the session opened with, never our own writes
     if "ds" not in st.query_params:
         return
-    settings, problems = from_query(st.query_params.to_dict(), PARAM_RANGES)
+    settings, problems = from_query(st.query_params.to_dict())
     if settings:
         st.session_state.update(widget_state(settings))
     if problems:
@@ -133,12 +126,9 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
     with st.sidebar.expander("Beyond the paper", icon=":material/science:"):
         st.caption("Options the paper lists as future work; docs/BEYOND.md has what each measured. "
                    "Consistency is on by default (it made clustering reliable across seeds); the rest are off.")
-        consistency = st.select_slider(
-            "consistency weight", CONSISTENCY_CHOICES, DEFAULTS["consistency"], key="toy_consistency",
-            format_func=lambda v: "off (the paper's ELBO)" if v == 0 else f"{v:g}",
-            help="Penalise the model (q(c|x) and the flows' own responsibilities) for changing its mind when x "
-                 "is nudged by a little noise. With 5 (the default) pinwheel-5 clustered right on 10 of 10 "
-                 "seeds, against 7 of 10 with it off; steps take ~1.8x as long.")
+        setting = SETTINGS["consistency"]
+        consistency = st.select_slider(setting.label, list(setting.choices), setting.default, key="toy_consistency",
+                                       format_func=setting.text, help=setting.help)
         share = st.toggle("share weights between components", key="toy_share",
                           help="One set of flow networks for all components, each told apart by a small learned "
                                "embedding: far fewer parameters.")
@@ -206,50 +196,30 @@ def settings_ui() -> JobSpec | None:
         return None
     if name != CSV:
         sb.caption(TOY_DATASETS[name][1])
-        n = sb.slider("points", 200, 5000, 1000, 8, key="toy_n", help="How many points to generate.")
+        n = setting_widget(SETTINGS["n"], name)
     else:
         n = len(own[0])
-    params = {}
-    for pname, label, lo, hi, default, step, helptext in TOY_PARAMS.get(name, []):
-        params[pname] = sb.slider(label, lo, hi, default, step, key=f"toy_{name}_{pname}", help=helptext)
-    data_seed = sb.number_input("data seed", 0, 10_000, 0, key="toy_data_seed",
-                                help="Same seed, same points: share it to reproduce a run.")
-    true_k = int(params.get(TRUE_K.get(name, ""), 2 if name in ("two circles", "moons", "banana") else 4))
+    params = {p.key: setting_widget(p, name, key=f"toy_{name}_{p.key}") for p in TOY_PARAMS.get(name, [])}
+    setting_widget(SETTINGS["data_seed"], name)
     sb.header("Model")
-    max_k = min(12, n)  # never more components than points
+    max_k = min(SETTINGS["k"].high, n)  # never more components than points
     if st.session_state.get(f"toy_k_{name}", 0) > max_k:  # e.g. a smaller CSV replaced a bigger one
         st.session_state[f"toy_k_{name}"] = max_k
-    k = sb.slider("components K", 1, max_k, min(true_k, max_k), key=f"toy_k_{name}",
-                  help="How many flows (clusters) the mixture has (at most one per data point).")
-    depth = sb.slider("flow depth", 1, 10, 4, key="toy_depth",
-                      help="Coupling layers per component flow: deeper flows can bend more.")
-    hidden = sb.select_slider("hidden width", HIDDEN_CHOICES, 64, key="toy_hidden",
-                              help="Neurons in each layer of the networks inside the flows.")
+    k = setting_widget(SETTINGS["k"], name, high=max_k, default=min(true_k(name, params), max_k))
+    depth = setting_widget(SETTINGS["depth"], name)
+    setting_widget(SETTINGS["hidden"], name)
     sb.header("Training")
-    lr = sb.select_slider("learning rate", LR_CHOICES, 3e-3, key="toy_lr",
-                          format_func=lambda v: f"{v:g}", help="Adam step size. Too high and training diverges.")
-    batch = sb.select_slider("batch size", BATCH_CHOICES, 512, key="toy_batch",
-                             help="Points per training step.")
-    labels = sb.slider("labelled points per cluster", 0, 64, 0, key="toy_labels",
-                       help="Semi-supervised mode: reveal this many true labels per cluster (0 = unsupervised).")
-    init = sb.selectbox("initialisation", INIT_CHOICES, key="toy_init",
-                        help="How the components start before training. auto tries the k-means, spectral and "
-                             "Ward partitions, trains each briefly (you see it happen) and keeps the best "
-                             "held-out ELBO; random is the paper's plain start.")
-    steps = sb.slider("stop after (steps)", 0, 20_000, 0, 500, key="toy_steps",
-                      help="Training pauses at this step; Resume goes on. 0 = train until you press Stop.")
-    seed = sb.number_input("training seed", 0, 10_000, 0, key="toy_seed", help="Seeds the model and mini-batches.")
+    for key in ("lr", "batch", "labels", "init", "steps", "seed"):
+        setting_widget(SETTINGS[key], name)
     beyond_model, beyond_train = beyond_ui(k, depth)
     device = sb.selectbox("device", devices(), key="toy_device",
                           help="auto uses a GPU when there is one, otherwise the CPU.")
-    settings = dict(dataset=name, n=int(n), data_seed=int(data_seed), params=params, k=k, depth=depth, hidden=hidden,
-                    lr=lr, batch=batch, labels=labels, init=init, steps=steps, seed=int(seed),
-                    consistency=beyond_train["consistency"])
+    settings = {key: st.session_state[widget_key(setting, name)] for key, setting in SETTINGS.items()
+                if key not in ("n", "consistency")}
+    settings.update(dataset=name, n=int(n), params=params, consistency=beyond_train.pop("consistency"))
     if own is not None:
-        return JobSpec(dataset="csv", points=own[0], point_labels=own[1], n_components=k, device=device,
-                       model={"depth": depth, "hidden": hidden, **beyond_model}, labelled_per_class=labels,
-                       max_steps=steps, train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init,
-                                               **beyond_train})
+        return to_spec(settings, device=device, model=beyond_model, train=beyond_train, dataset="csv",
+                       points=own[0], point_labels=own[1])
     query = to_query(settings)
     if st.query_params.to_dict() != query:
         # Best effort: Streamlit shows this in the address bar one interaction late (the browser sends
@@ -259,10 +229,7 @@ def settings_ui() -> JobSpec | None:
         base = (st.context.url or "").split("?")[0]
         st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
         st.caption("Anyone opening this link gets the same data, model and seeds.")
-    return JobSpec(dataset=name, n_samples=int(n), data_seed=int(data_seed), toy_params=params, n_components=k,
-                   model={"depth": depth, "hidden": hidden, **beyond_model}, labelled_per_class=labels, device=device,
-                   train={"lr": lr, "batch_size": batch, "seed": int(seed), "init": init, **beyond_train},
-                   max_steps=steps)
+    return to_spec(settings, device=device, model=beyond_model, train=beyond_train)
 
 
 def render(job, snap) -> None:

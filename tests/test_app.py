@@ -163,7 +163,8 @@ def test_missing_full_mnist_offers_a_download(app, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("title", list(__import__("vmonf.studio.presets", fromlist=["PRESETS"]).PRESETS))
 def test_every_preset_trains(title):
-    from vmonf.studio.presets import DEFAULTS, PRESETS
+    from vmonf.studio.presets import PRESETS
+    from vmonf.studio.settings import DEFAULTS
 
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()

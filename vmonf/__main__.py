@@ -22,6 +22,7 @@ from vmonf.perf import tune_process
 from vmonf.studio.capture import make_view, record_scores, take_snapshot
 from vmonf.studio.export import FORMATS, export, thin
 from vmonf.studio.runfile import Run, load_run, save_run
+from vmonf.studio.settings import add_cli_flags
 from vmonf.studio.snapshot import Recording
 from vmonf.train import evaluation_row
 
@@ -32,21 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a mixture and write a checkpoint and metrics",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--dataset", default="pinwheel", choices=sorted(TOY_DATASETS) + sorted(IMAGE_DATASETS))
-    t.add_argument("--samples", type=int, default=1000, help="points to generate (toy data sets)")
-    t.add_argument("--components", type=int, default=5, help="mixture components K")
-    t.add_argument("--depth", type=int, default=4, help="coupling layers per component flow")
-    t.add_argument("--hidden", type=int, default=64, help="conditioner width")
+    add_cli_flags(t)  # --samples, --components, --depth, --hidden, --lr, --batch-size, --labels, --init, ...
     t.add_argument("--flow", default="realnvp", choices=["realnvp", "maf"])
-    t.add_argument("--steps", type=int, default=1500, help="training steps")
-    t.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    t.add_argument("--batch-size", type=int, default=512)
-    t.add_argument("--init", default="auto", choices=["auto", "kmeans", "gmm", "spectral", "ward", "random"],
-                   help="starting partition (auto tries kmeans, spectral and ward; gmm: a Gaussian mixture's)")
-    t.add_argument("--labels", type=int, default=0, help="labelled points per class (semi-supervised)")
-    t.add_argument("--consistency", type=float, default=5.0,
-                   help="weight of the consistency term (0: the paper's plain ELBO)")
     t.add_argument("--pca", type=int, default=16, help="PCA dimensions (image data sets)")
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-init", type=int, default=1,
                    help="independent fits (seeds seed, seed+1, ...); the one with the highest log-likelihood is kept")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
