@@ -1,4 +1,7 @@
-"""Contract tests for every transform: inverse, log-det against the autograd Jacobian, shapes."""
+"""Contract tests for every transform: inverse, log-det against the autograd Jacobian, shapes.
+
+They run on ``pytest --device cuda`` (or mps) as well as on the CPU (tests/conftest.py).
+"""
 
 import math
 
@@ -8,6 +11,7 @@ import torch
 from vmonf.flows import AffineCoupling, ComponentFlows, ElementwiseAffine, MADEAffine, _coupling_masks
 
 K, N, D = 3, 5, 4
+pytestmark = pytest.mark.usefixtures("on_device")
 
 
 def randomize(module: torch.nn.Module) -> torch.nn.Module:
@@ -89,13 +93,15 @@ def test_bad_flow_type():
         ComponentFlows(2, 2, 1, 4, "glow")
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("d", [2, 3, 5])
-def test_fused_path_matches_the_modules_in_value_and_gradient(d):
-    """The hand-differentiated stack (vmonf/fused.py) against autograd through the modules."""
-    flows = randomize(ComponentFlows(K, d, 4, 8))
+def test_fused_path_matches_the_modules_in_value_and_gradient(d, dtype):
+    """The hand-differentiated stack (vmonf/fused.py) against autograd through the modules (in float32 too:
+    what training uses, where the two paths differ only by rounding)."""
+    flows = randomize(ComponentFlows(K, d, 4, 8)).to(dtype)
     assert flows.fused
-    x = torch.randn(K, N, d, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(K, N, d, dtype=torch.float64)  # a loss that uses z and the log-det unevenly
+    x = torch.randn(K, N, d, dtype=dtype, requires_grad=True)
+    weights = torch.randn(K, N, d, dtype=dtype)  # a loss that uses z and the log-det unevenly
     results = []
     for run in (flows.forward, flows.forward_modules):
         z, ld = run(x)
@@ -103,10 +109,11 @@ def test_fused_path_matches_the_modules_in_value_and_gradient(d):
         grads = torch.autograd.grad(loss, [x, *flows.parameters()])
         results.append((z, ld, grads))
     (z, ld, grads), (z_ref, ld_ref, grads_ref) = results
-    torch.testing.assert_close(z, z_ref)
-    torch.testing.assert_close(ld, ld_ref)
+    tol = {} if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(z, z_ref, **tol)
+    torch.testing.assert_close(ld, ld_ref, **tol)
     for g, g_ref in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(g, g_ref)
+        torch.testing.assert_close(g, g_ref, **tol)
 
 
 def test_fused_path_passes_gradcheck():

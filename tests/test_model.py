@@ -1,4 +1,7 @@
-"""Invariants of the mixture: ELBO <= log p(x), gradients, normalisation, Gaussian oracle, sampling."""
+"""Invariants of the mixture: ELBO <= log p(x), gradients, normalisation, Gaussian oracle, sampling.
+
+They run on ``pytest --device cuda`` (or mps) as well as on the CPU (tests/conftest.py).
+"""
 
 import math
 
@@ -9,6 +12,8 @@ from scipy.stats import multivariate_normal
 
 from vmonf.model import ModelConfig, VMoNFModel
 from vmonf.optim import LeanFusedAdam, make_adam
+
+pytestmark = pytest.mark.usefixtures("on_device")
 
 
 def make_model(k=3, d=2, **kw) -> VMoNFModel:
@@ -80,8 +85,8 @@ def test_identity_flows_match_gaussian_oracle():
     model.set_standardization(shift, scale)
     x = torch.randn(50, 3, dtype=torch.float64)
     with torch.no_grad():
-        ours = model.log_prob(x).numpy()
-    oracle = multivariate_normal(shift.numpy(), np.diag(scale.numpy() ** 2)).logpdf(x.numpy())
+        ours = model.log_prob(x).cpu().numpy()
+    oracle = multivariate_normal(shift.cpu().numpy(), np.diag(scale.cpu().numpy() ** 2)).logpdf(x.cpu().numpy())
     np.testing.assert_allclose(ours, oracle, rtol=1e-10)
 
 
@@ -95,9 +100,9 @@ def test_labelled_points_pin_q():
         torch.testing.assert_close(pinned, lj[torch.arange(4), y].mean())
 
 
-def test_samples_follow_the_model():
+def test_samples_follow_the_model(device):
     model = make_model()
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
     x, c = model.sample(4000, generator=gen)
     assert x.shape == (4000, 2) and set(c.unique().tolist()) == {0, 1, 2}
     x1, c1 = model.sample(10, component=1, generator=gen)
@@ -160,3 +165,10 @@ def test_lean_adam_matches_torch_fused_adam_step_for_step():
         for a, b in zip(params[0], params[1], strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert lean._lists is not None  # the cached path ran
+
+
+def test_adam_on_a_gpu_is_torchs_own_fused_adam():
+    """LeanFusedAdam's saving is CPU-side Python bookkeeping; on CUDA torch's fused Adam is used as it is."""
+    params = [torch.zeros(3, requires_grad=True, device="cpu")]
+    opt = make_adam(params, torch.device("cuda"), lr=1e-3)
+    assert type(opt) is torch.optim.Adam and opt.defaults["fused"]
