@@ -61,6 +61,16 @@ def test_bad_spec_gives_a_clear_error():
         job.stop()
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_asking_for_a_missing_gpu_says_so():
+    job = started(device="cuda")
+    try:
+        assert job.wait_for(lambda j: j.state == "error", 60)
+        assert "no CUDA GPU is available" in job.message and "Traceback" not in job.message
+    finally:
+        job.stop()
+
+
 def test_concurrency_cap(monkeypatch):
     import threading
 

@@ -172,3 +172,10 @@ def test_adam_on_a_gpu_is_torchs_own_fused_adam():
     params = [torch.zeros(3, requires_grad=True, device="cpu")]
     opt = make_adam(params, torch.device("cuda"), lr=1e-3)
     assert type(opt) is torch.optim.Adam and opt.defaults["fused"]
+
+
+def test_a_device_is_named_as_a_user_reads_it(device):
+    from vmonf.devices import describe_device
+
+    name = describe_device(device)
+    assert name.startswith(device.type) and (device.type != "cuda" or "(" in name)  # a GPU with its model name

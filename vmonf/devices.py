@@ -20,3 +20,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for, but no CUDA GPU is available; use 'auto' or 'cpu'.")
     return dev
+
+
+def describe_device(device: torch.device) -> str:
+    """The device as a user should see it: ``"cpu"``, or ``"cuda:0 (NVIDIA H200)"`` with the GPU's name."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)

@@ -90,6 +90,18 @@ class VMoNFModel(nn.Module):
         self.register_buffer("scale", torch.ones(d))
         # Components still in the mixture. A removed one (remove_components) gets pi = 0 and q = 0.
         self.register_buffer("active", torch.ones(k, dtype=torch.bool))
+        # The same fact on the host, read by every step: asking the buffer (``bool(active.all())``) would wait
+        # for a GPU to finish its queued work, every step. Kept in step by remove_components and state loads.
+        self._all_active = True
+        self.register_load_state_dict_post_hook(_after_load)
+
+    def _note_active(self) -> None:
+        self._all_active = bool(self.active.all())
+
+    @property
+    def all_active(self) -> bool:
+        """Whether no component has been removed (read without a device synchronisation)."""
+        return self._all_active
 
     @torch.no_grad()
     def set_standardization(self, shift: Tensor, scale: Tensor) -> None:
@@ -102,7 +114,7 @@ class VMoNFModel(nn.Module):
 
     def _mask(self, logits: Tensor) -> Tensor:
         """Logits with removed components at -inf (nothing to do while all are active)."""
-        return logits if bool(self.active.all()) else logits.masked_fill(~self.active, -math.inf)
+        return logits if self._all_active else logits.masked_fill(~self.active, -math.inf)
 
     @property
     def log_pi(self) -> Tensor:
@@ -123,6 +135,7 @@ class VMoNFModel(nn.Module):
             if self.active[c] and int(self.active.sum()) > 1:
                 self.active[c] = False
                 removed.append(c)
+        self._note_active()
         return removed
 
     @torch.no_grad()
@@ -201,7 +214,7 @@ class VMoNFModel(nn.Module):
         """
         q = log_q.exp()
         # With every component present no value is -inf, so plain sums will do (and save a few operations a step).
-        mean = expect if not bool(self.active.all()) else _plain_expect
+        mean = _plain_expect if self._all_active else expect
         entropy = -mean(q, log_q)
         if y is not None:
             labelled = y >= 0
@@ -281,6 +294,10 @@ class VMoNFModel(nn.Module):
         """Flow parameters of each component alone, and those all components share (see
         :meth:`~vmonf.flows.ComponentFlows.parameter_counts`)."""
         return self.flows.parameter_counts()
+
+
+def _after_load(model: VMoNFModel, _keys) -> None:
+    model._note_active()
 
 
 def _plain_expect(q: Tensor, values: Tensor) -> Tensor:

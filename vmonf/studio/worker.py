@@ -231,14 +231,27 @@ class ProcessRenderer:
                                if v is not None})
                 setup = {"config": model.config.to_dict(), "seed": self._seed, "n_samples": view.n_samples}
                 write_message(self._to, b"V", json.dumps(setup).encode() + b"\n" + _npz(**fields))
-            state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+            state = {k: v.detach() for k, v in model.state_dict().items()}
             meta = {k: v for k, v in job.items() if k != "x_val"}
             self._sent_at = time.perf_counter()
-            write_message(self._to, b"M", json.dumps(meta).encode() + b"\n" + _npz(**state))
+            if any(v.device.type != "cpu" for v in state.values()):
+                # A copy from an accelerator to the host waits for every queued step; made in a thread of its
+                # own from a clone on the device, it leaves the training thread queueing steps meanwhile.
+                state = {k: v.clone() for k, v in state.items()}
+                threading.Thread(target=self._send, args=(meta, state), name="vmonf-frames-out", daemon=True).start()
+            else:
+                self._send(meta, state)
         except (BrokenPipeError, OSError, ValueError):
             self._gone()
             return False
         return True
+
+    def _send(self, meta: dict, state: dict) -> None:
+        try:
+            arrays = {k: v.cpu().numpy() for k, v in state.items()}
+            write_message(self._to, b"M", json.dumps(meta).encode() + b"\n" + _npz(**arrays))
+        except (BrokenPipeError, OSError, ValueError):
+            self._gone()
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Until the frame being drawn has been sent; ``False`` if it has not after ``timeout`` seconds."""
@@ -412,7 +425,7 @@ class Session:
         import torch
 
         from vmonf.data import augmented_features
-        from vmonf.devices import resolve_device
+        from vmonf.devices import describe_device, resolve_device
         from vmonf.model import ModelConfig
         from vmonf.starts import start_training
         from vmonf.studio.capture import data_snapshot
@@ -421,6 +434,7 @@ class Session:
         spec = self.spec
         torch.set_num_threads(max(1, spec.threads))
         self.device = resolve_device(spec.device)
+        self.device_name = describe_device(self.device)  # "cuda:0 (NVIDIA ...)": the status shows which GPU
         data, labels = load_spec_data(spec)
         x = data.x
         config = TrainConfig(**spec.train)
@@ -430,7 +444,7 @@ class Session:
             self.start_renderer()
         if data.image_shape is None:
             self.send(data_snapshot(self.view, spec.n_components, self.meta(0)))
-        self.event(S.INITIALIZING, message="Choosing how the components start…", device=str(self.device))
+        self.event(S.INITIALIZING, message="Choosing how the components start…", device=self.device_name)
         # Images are perturbed by shifts and rotations of their pixels (4 copies, made once); 2-D points by noise.
         perturbed = augmented_features(data, copies=4, seed=spec.data_seed) if (
             config.consistency and data.image_shape is not None) else None
@@ -461,7 +475,7 @@ class Session:
         this returns, after any frame in progress, so it arrives before whatever is sent next."""
         tr = self.trainer
         job = {**tr.progress(), "x_val": tr.x_val, "history": self.history_key,
-               "meta": {**self.meta(tr.step_count), "elapsed": tr.train_seconds, "device": str(self.device)}}
+               "meta": {**self.meta(tr.step_count), "elapsed": tr.train_seconds, "device": self.device_name}}
         renderer = self.renderer
         if now and renderer is not None:
             if isinstance(renderer, Renderer):
@@ -590,7 +604,7 @@ class Session:
         from vmonf.train import DivergenceError
 
         self.stage, self.candidate = "training", {}
-        self.announce(S.RUNNING, init=self.init_method, device=str(self.device), init_scores=self.init_scores,
+        self.announce(S.RUNNING, init=self.init_method, device=self.device_name, init_scores=self.init_scores,
                       init_skipped=self.init_skipped)
         while True:
             cmd = self.next_command()
