@@ -11,9 +11,10 @@ One script, in sections, each printing what it measured (sized for under 8 minut
 3. frames: training steps/s with a live frame taken every 0.1 s (the worker's way: weights copied off the
    device in a thread, drawn on the CPU) against none.
 4. images: a full-size IDX data set (MNIST when its files are found, else Fashion-MNIST), 16 PCA dims, K=10:
-   seconds to reach a matched accuracy, on the device and on this machine's CPU.
+   seconds for the start, steps/s, accuracy over time and seconds to reach a matched accuracy, on the device
+   and on the same machine's CPU.
 
-    python bench/gpu.py [--device cuda] [--quick] [--idx-folder DIR] [--target 0.5] [--sections ...]
+    python bench/gpu.py [--device cuda] [--quick] [--idx-folder DIR --idx-name NAME] [--target 0.5] [--sections ...]
 
 ``--device cpu --quick`` tries every section on a machine without a GPU (the figures then say nothing
 about a GPU). Needs ``bench/requirements.txt`` (zuko, normflows) for the comparison; without them those
@@ -222,35 +223,45 @@ def section_frames(device: torch.device, seconds: float) -> None:
           f"({statistics.median(f / p for f, p in zip(framed, plain, strict=True)):.2f}x)")
 
 
-def load_images(folder: str | None):
-    from vmonf.data.images import FASHION_MNIST, MNIST, load_idx_dataset
+def load_images(folder: str | None, name: str | None = None):
+    """``(name, pixels, labels, shape)`` of full-size IDX images: those in ``folder``, called ``name`` or named
+    by their published checksums (MNIST and Fashion-MNIST files have the same file names; a repacked copy,
+    such as Debian's, has other checksums), else MNIST or Fashion-MNIST where vmonf finds them."""
+    from vmonf.data.images import FASHION_MNIST, MNIST, _idx_paths, load_idx_dataset, md5_of
 
+    if folder:
+        paths = _idx_paths(Path(folder), "train")
+        if paths is None:
+            raise SystemExit(f"no IDX files (train-images-idx3-ubyte[.gz] ...) in {folder}")
+        digest = md5_of(paths[0])
+        source = next((s for s in (MNIST, FASHION_MNIST) if s.md5.get(paths[0].name) == digest), None)
+        name = name or (source.name if source else f"IDX images in {folder}")
+        return (name, *load_idx_dataset(source or MNIST, folder=folder))
     tried = []
     for source in (MNIST, FASHION_MNIST):
         try:
-            return (source.name, *load_idx_dataset(source, folder=folder or None))
+            return (source.name, *load_idx_dataset(source))
         except ValueError as exc:
             tried.append(f"{source.name}: {exc}")
-            if folder:  # a named folder holds one data set; try it for the other name too
-                continue
     raise SystemExit("no full-size image data found:\n  " + "\n  ".join(tried))
 
 
-def section_images(device: torch.device, folder: str | None, target: float, budget: float, quick: bool) -> None:
+def section_images(device: torch.device, folder: str | None, name: str | None, target: float, budget: float,
+                   steps: int, quick: bool) -> None:
     from sklearn.decomposition import PCA
 
     from vmonf.metrics import clustering_scores
     from vmonf.starts import start_training
     from vmonf.train import TrainConfig
 
-    name, pixels, y, _ = load_images(folder)
+    name, pixels, y, _ = load_images(folder, name)
     if quick:
         pixels, y = pixels[:6000], y[:6000]
     t0 = time.perf_counter()
     feats = PCA(16, whiten=True, random_state=0).fit_transform(pixels).astype(np.float32)
     print(f"\n## 4. {name}: {len(feats):,} images, 16 PCA dims (whitened, {time.perf_counter() - t0:.1f} s), "
-          f"K=10, depth 2, hidden 32, batch 4,096, GMM start; seconds to matched accuracy >= {target:g} "
-          f"(checked every 100 steps on 5,000 images, {budget:g} s at most)")
+          f"K=10, depth 2, hidden 32, batch 4,096, GMM start, {steps:,} steps or {budget:g} s; matched accuracy "
+          f"on 5,000 of the images every 100 steps")
     check = np.random.default_rng(0).permutation(len(feats))[:5000]
     devices = [device] + ([torch.device("cpu")] if device.type != "cpu" else [])
     for dev in devices:
@@ -259,19 +270,25 @@ def section_images(device: torch.device, folder: str | None, target: float, budg
         trainer = start_training(feats, None, ModelConfig(10, 16, depth=2, hidden=32), cfg, device=dev).trainer
         started = time.perf_counter() - t0
         xc = torch.as_tensor(feats[check], device=dev)
-        acc, reached = 0.0, None
-        while time.perf_counter() - t0 < budget:
+        train_s = 0.0
+        acc, reached, curve = 0.0, None, []
+        while trainer.step_count < steps and time.perf_counter() - t0 < budget:
+            t1 = time.perf_counter()
             trainer.run(100)
+            sync(dev)
+            train_s += time.perf_counter() - t1
             with torch.no_grad():
                 pred = trainer.model.responsibilities(xc).argmax(1).cpu().numpy()
             acc = clustering_scores(y[check], pred)["accuracy"]
-            if acc >= target:
+            curve.append(f"{time.perf_counter() - t0:.0f}s:{acc:.3f}")
+            if reached is None and acc >= target:
                 reached = time.perf_counter() - t0
-                break
         where = f"{dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
                             f" ({torch.get_num_threads()} threads)")
-        result = f"reached in {reached:.1f} s" if reached else f"not reached in {budget:g} s (accuracy {acc:.3f})"
-        print(f"{where}: start {started:.1f} s, {trainer.step_count} steps, {result}", flush=True)
+        result = f"accuracy {target:g} after {reached:.1f} s" if reached else f"accuracy {target:g} not reached"
+        print(f"{where}: start {started:.1f} s, {trainer.step_count / train_s:.1f} steps/s, {trainer.step_count} "
+              f"steps, final accuracy {acc:.3f}, {result}; accuracy at "
+              + " ".join(curve[:: max(1, len(curve) // 10)]), flush=True)
 
 
 def main() -> None:
@@ -282,6 +299,7 @@ def main() -> None:
                         choices=["correct", "speed", "frames", "images"])
     parser.add_argument("--idx-folder", default=os.environ.get("VMONF_IDX_FOLDER"),
                         help="a folder with MNIST-layout IDX files (else the cache, or Debian's Fashion-MNIST)")
+    parser.add_argument("--idx-name", help="what the files in --idx-folder are, e.g. fashion-mnist (printed)")
     parser.add_argument("--target", type=float, default=0.5, help="matched accuracy to reach (section 4)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: all cores)")
     args = parser.parse_args()
@@ -304,7 +322,8 @@ def main() -> None:
     if "frames" in args.sections:
         section_frames(device, 0.5 if args.quick else 2.0)
     if "images" in args.sections:
-        section_images(device, args.idx_folder, args.target, 20.0 if args.quick else 120.0, args.quick)
+        section_images(device, args.idx_folder, args.idx_name, args.target, 20.0 if args.quick else 75.0,
+                       300 if args.quick else 2000, args.quick)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s")
 
 
