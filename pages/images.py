@@ -87,14 +87,12 @@ def settings_ui() -> tuple[str, JobSpec]:
         format_func=lambda v: "off" if v == 0 else f"{v:g}",
         help="Beyond the paper: penalise the model for changing its mind about an image when it is shifted by "
              "up to 2 pixels or rotated by up to 12°. On MNIST-5k it lifted accuracy above a Gaussian mixture "
-             "(docs/BEYOND.md). Training takes about 1.5–2x as long.")
+             "(docs/BEYOND.md has the figures). Training takes longer.")
     start = sb.radio(
         "start", list(IMAGE_STARTS), key="img_init", horizontal=True, disabled=labels > 0,
         help="Where the components begin: the clusters of a full-covariance Gaussian mixture, or of k-means. "
-             "On MNIST 0–4 the Gaussian-mixture start clustered better (accuracy 0.950 against 0.929 over 6 seeds; "
-             "with consistency and 3 restarts 0.974 against 0.939); on the 8×8 digits one fit did better from "
-             "k-means (0.851 against 0.827, with consistency; docs/RESULTS.md). With labels, the labelled images "
-             "set the start.")
+             "On MNIST 0–4 the Gaussian-mixture start clustered better; on the 8×8 digits k-means did "
+             "(docs/RESULTS.md, \"Images\"). With labels, the labelled images set the start.")
     init = "auto" if labels > 0 else IMAGE_STARTS[start]  # auto with labels: spread them over a k-NN graph
     train = {"lr": lr, "batch_size": 256, "seed": int(seed), "init": init, "consistency": consistency}
     spec = JobSpec(dataset=name, image_params=image_params, classes=classes, pca=pca, n_components=k,

@@ -100,8 +100,8 @@ class VMoNF(DensityMixin, BaseEstimator):
         share_weights: one RealNVP conditioner per layer shared by all components, plus a component embedding.
         consistency: weight of the consistency term KL(q(c|x) || q(c|x')); ``fit(..., X_perturbed=...)``
             gives the perturbed copies x', else x' = x + ``consistency_noise`` x std x Gaussian noise.
-            On (5) by default: it made toy clustering reliable across seeds (pinwheel-5 ARI >= 0.95 in
-            10/10 seeds, 7/10 without); 0 gives the paper's plain ELBO. Steps cost ~1.8x as much.
+            On (5) by default: it made toy clustering reliable across seeds, at the cost of slower steps
+            (docs/RESULTS.md has both); 0 gives the paper's plain ELBO.
         consistency_flows: add KL(q(c|x) || p(c|x')) to it, so the flows (not only q) must give a point
             and its perturbed copy the same component (the variant that helped on MNIST).
         prune_below: remove components whose share of the points falls below this during training.

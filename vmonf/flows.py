@@ -26,8 +26,8 @@ SCALE_BOUND = 3.0
 
 
 def tanh(a: Tensor) -> Tensor:
-    """``tanh(a)`` as ``2 sigmoid(2a) - 1``: torch's CPU tanh kernel measured ~10x slower than its sigmoid here
-    (see ``vmonf.fused._tanh_``, which the training pass uses in place)."""
+    """``tanh(a)`` as ``2 sigmoid(2a) - 1``: torch's CPU tanh kernel is much slower than its sigmoid
+    (docs/RESULTS.md, "Training speed"; ``vmonf.fused._tanh_`` is the in-place form the training pass uses)."""
     return torch.sigmoid(2 * a) * 2 - 1
 
 
