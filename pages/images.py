@@ -55,8 +55,9 @@ def settings_ui() -> tuple[str, JobSpec]:
     choice = sb.selectbox("data set", list(SOURCES), key="img_source",
                           help="Handwritten digits (or clothes) to cluster without their labels.")
     name, image_params = SOURCES[choice]
-    subset = sb.radio("classes", ["0–4 (as in the paper)", "all 10"], key="img_classes", horizontal=True,
-                      help="The paper clustered the digits 0–4 with K=5.")
+    subset = sb.radio("classes", ["0–4 (the paper's digits)", "all 10"], key="img_classes", horizontal=True,
+                      help="The paper clustered the digits 0–4 with K=5, with MAF flows on the pixels; here the "
+                           "flows see PCA features of the images, so the numbers are not the paper's.")
     classes = [0, 1, 2, 3, 4] if subset.startswith("0") else None
     pca = sb.slider("PCA dimensions", 4, 40, 16, key="img_pca",
                     help="Images are compressed to this many whitened PCA features; flows on raw pixels collapse. "

@@ -120,3 +120,15 @@ def test_two_circles_semi_supervised():
     est = VMoNF(2, depth=4, hidden=32, max_steps=300, seed=0).fit(x, labels)
     unl = labels < 0
     assert clustering_scores(y[unl], est.predict(x[unl]))["accuracy"] >= 0.95
+
+
+def test_training_fixes_a_wrong_start():
+    """The quality tests above pass on their starts alone (k-means already gets the 3-wing pinwheel); here
+    the start is clearly wrong (k-means cuts each moon in half) and only training can put it right."""
+    from vmonf.starts import initial_partition
+
+    x, y = make_toy("moons", 600, seed=0)
+    start = initial_partition(x, 2, "kmeans", seed=0)
+    assert clustering_scores(y, start)["ari"] < 0.4
+    est = VMoNF(2, init="kmeans", max_steps=800, seed=0).fit(x)
+    assert clustering_scores(y, est.predict(x))["ari"] >= 0.95

@@ -73,11 +73,34 @@ def test_components_are_independent():
     assert not torch.allclose(z2[1], z[1])
 
 
-def test_every_dimension_is_transformed():
-    flows = randomize(ComponentFlows(1, 5, 4, 8))
-    x = torch.randn(1, 1, 5, dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda v: flows(v.view(1, 1, 5))[0].view(5), x.view(5))
-    assert (jac.diagonal() != 1.0).all()
+def untransformed_dims(flows: ComponentFlows) -> list[int]:
+    """Dimensions that the coupling (or MADE) blocks leave exactly as they came, for component 0.
+
+    The elementwise affine is set to the identity first: it scales every dimension, so with it a dimension
+    that no block touches would still look transformed.
+    """
+    d = flows.d
+    with torch.no_grad():
+        flows.affine.loc.zero_()
+        flows.affine.log_scale.zero_()
+    x = torch.randn(1, 1, d, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: flows(v.view(1, 1, d))[0].view(d), x.view(d))
+    eye = torch.eye(d, dtype=torch.float64)
+    return [i for i in range(d) if torch.equal(jac[i], eye[i])]
+
+
+@pytest.mark.parametrize("flow, d, depth", [("realnvp", 2, 2), ("realnvp", 3, 2), ("realnvp", 5, 4),
+                                            ("realnvp", 6, 3), ("maf", 4, 2)])
+def test_every_dimension_is_transformed(flow, d, depth):
+    assert untransformed_dims(randomize(ComponentFlows(1, d, depth, 8, flow))) == []
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_one_coupling_leaves_the_masked_dimensions_alone(d):
+    """The check above can fail: one RealNVP coupling passes the dimensions of its mask through."""
+    flows = randomize(ComponentFlows(1, d, 1, 8))
+    untouched = untransformed_dims(flows)
+    assert untouched == torch.nonzero(flows.blocks[0].mask).flatten().tolist() and 0 < len(untouched) < d
 
 
 def test_identity_at_start():

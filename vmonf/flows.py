@@ -231,7 +231,10 @@ class ComponentFlows(nn.Module):
     Args:
         k: number of components.
         d: data dimension (``d >= 2`` for RealNVP, ``d >= 1`` for MAF).
-        depth: number of coupling (or MADE) blocks.
+        depth: number of coupling (or MADE) blocks. A RealNVP coupling transforms only the dimensions its
+            mask leaves out, so with ``depth=1`` the others pass through the couplings unchanged (only the
+            per-component elementwise affine scales and shifts them); ``depth >= 2`` transforms every
+            dimension (``tests/test_flows.py`` checks both).
         hidden: width of each conditioner MLP.
         flow: ``"realnvp"`` (affine coupling) or ``"maf"`` (MADE blocks, the paper's MNIST choice).
         depths: optional depth of each component (length ``k``): blocks past component k's depth are the
