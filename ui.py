@@ -112,6 +112,39 @@ export default function (component) {
       el.dataset.run = JSON.stringify(fig.layout.meta || {});  // which run it shows (tests check isolation)
     });
   };
+  el.__vmonfSet = component.setStateValue;
+  el.__vmonfProbe = !!(data && typeof data === "object" && data.probe);
+  if (!el.__vmonfMouse) {
+    // The point probe: the mouse's place in data coordinates goes to Python (state "hover", at most every
+    // 200 ms, null on leaving); a click that is not a drag pins a point (state "pin").
+    el.__vmonfMouse = true;
+    let last = 0, timer = null, down = null;
+    const at = (ev) => {
+      const L = el._fullLayout;
+      if (!L || !L.xaxis || !L.yaxis || !L.xaxis.p2c) { return null; }
+      const r = el.getBoundingClientRect();
+      const px = ev.clientX - r.left - L.xaxis._offset, py = ev.clientY - r.top - L.yaxis._offset;
+      if (px < 0 || py < 0 || px > L.xaxis._length || py > L.yaxis._length) { return null; }
+      return { x: L.xaxis.p2c(px), y: L.yaxis.p2c(py) };
+    };
+    const send = (name, value) => { if (el.__vmonfProbe && el.__vmonfSet) { el.__vmonfSet(name, value); } };
+    el.addEventListener("mousemove", (ev) => {
+      const p = at(ev);
+      if (!p) { return; }
+      clearTimeout(timer);
+      const wait = 200 - (performance.now() - last);
+      const go = () => { last = performance.now(); el.dataset.hover = JSON.stringify(p); send("hover", p); };
+      if (wait <= 0) { go(); } else { timer = setTimeout(go, wait); }
+    });
+    el.addEventListener("mouseleave", () => { clearTimeout(timer); send("hover", null); });
+    el.addEventListener("mousedown", (ev) => { down = [ev.clientX, ev.clientY]; });
+    el.addEventListener("click", (ev) => {
+      const p = at(ev);
+      if (!p || !down || Math.abs(ev.clientX - down[0]) + Math.abs(ev.clientY - down[1]) > 4) { return; }
+      el.dataset.pin = JSON.stringify(p);
+      send("pin", p);
+    });
+  }
   if (data && typeof data === "object" && data.feed) {
     // A live feed: this chart fetches its frames itself, as often as it can draw them (no page rerun per frame).
     el.__vmonfLive = data.live;
@@ -236,9 +269,15 @@ if os.path.isdir("/proc"):  # where process folders tell which servers still run
     _clear_stale_feeds()
 
 
-def live_feed(key: str, job: TrainingJob, build: Callable[[Snapshot], dict], *, view: tuple, height: int) -> None:
+def _ignore() -> None:
+    """The probe's state values are read from the component's result; the callbacks only declare them."""
+
+
+def live_feed(key: str, job: TrainingJob, build: Callable[[Snapshot], dict], *, view: tuple, height: int,
+              probe: bool = False):
     """A live chart (component ``key``) that shows ``job``'s frames drawn by ``build``, fetched by the browser
-    from this session's :class:`LiveFeed` for ``key``."""
+    from this session's :class:`LiveFeed` for ``key``. With ``probe`` the chart reports the mouse: the result's
+    ``hover`` (``{"x", "y"}`` in data coordinates, or ``None``) and ``pin`` (the last click)."""
     feeds = session_runs().feeds
     feed = feeds.get(key)
     if feed is None:
@@ -246,8 +285,32 @@ def live_feed(key: str, job: TrainingJob, build: Callable[[Snapshot], dict], *, 
     feed.follow(job, build, view)
     # With several runs on one server, each chart fetches less often (its browser may be on the same machine).
     every = min(1.0, max(0.06, 0.075 * len(live_jobs())))
-    _live_component(data={"feed": feed.url, "live": job.state in ACTIVE_STATES, "every": every}, key=key,
-                    height=height)
+    return _live_component(data={"feed": feed.url, "live": job.state in ACTIVE_STATES, "every": every,
+                                 "probe": probe}, key=key, height=height, on_hover_change=_ignore,
+                           on_pin_change=_ignore)
+
+
+def probe_panel(job: TrainingJob, point: dict | None, pinned: dict | None) -> None:
+    """Ask the run for its numbers at the mouse (or the pinned point) and show the latest answer: q(c|x) and
+    p(c|x) per component, log pi_k + log p(x|k), log p(x), the ELBO and its gap KL(q || p)."""
+    answer, latest = job.probe_result, job.latest()
+    stale = answer is not None and latest is not None and latest.step > answer["step"]  # training went on
+    if point and (point != st.session_state.get(f"_probe_sent_{id(job)}") or stale):
+        st.session_state[f"_probe_sent_{id(job)}"] = point
+        job.probe(point["x"], point["y"], wait=0.3)  # a paused run's panel does not rerun by itself
+        answer = job.probe_result
+    if not answer:
+        st.caption("Point probe: move the mouse over the density to read the model at that point; click to pin it.")
+        return
+    x, y = answer["x"]
+    where = "pinned point" if pinned and [pinned["x"], pinned["y"]] == answer["x"] else "mouse"
+    lines = [f"**Point probe** ({where}) at x = ({x:.4f}, {y:.4f}), step {answer['step']:,}: "
+             f"log p(x) = {answer['log_p']:.4f} · ELBO(x) = {answer['elbo']:.4f} · "
+             f"gap log p(x) − ELBO(x) = KL(q ‖ p) = {answer['gap']:.4f}", "",
+             "| component | q(c\\|x) | p(c\\|x) | log π_c + log p(x\\|c) |", "|---|---|---|---|"]
+    lines += [f"| {c + 1} | {q:.4f} | {p:.4f} | {lj:.4f} |"
+              for c, (q, p, lj) in enumerate(zip(answer["q"], answer["p"], answer["log_joint"], strict=True))]
+    st.markdown("\n".join(lines))
 
 
 def throttled(key: str, seconds: float) -> bool:

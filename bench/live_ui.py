@@ -5,7 +5,8 @@ waits until the server's fork server is ready (as it is a few seconds after the 
 and times, from the click, what the page shows: the points, the starting partition, the first trained frame,
 and the status line's "ARI >= 0.95 reached". Then it counts chart updates and training steps for --seconds,
 and, in the same run, trains the same model headless (a bare Trainer loop in its own process) for the same
-time, so the speed ratio compares like with like. Then four sessions press Start together.
+time, so the speed ratio compares like with like. Then the same for --seconds with the mouse moving over the
+density chart (the point probe asks the run at every place). Then four sessions press Start together.
 
     python bench/live_ui.py [--seconds 15] [--sessions 4]
 
@@ -101,11 +102,20 @@ def watch_start(pages: list, timeout: float) -> list[dict]:
     return seen
 
 
-def rates(page, seconds: float) -> tuple[float, float, float]:
-    """(chart updates/s, training steps/s, ms of browser time per density update) over ``seconds``."""
+def rates(page, seconds: float, hover: bool = False) -> tuple[float, float, float]:
+    """(chart updates/s, training steps/s, ms of browser time per density update) over ``seconds``; with
+    ``hover`` the mouse wanders over the density chart all the while (the point probe asks the run at each
+    place)."""
     u0, s0, w0 = live_updates(page)[0][0], step_counter(page), time.monotonic()
     r0 = page.evaluate("Number(document.querySelector('.vmonf-live').dataset.renderMs)")
-    time.sleep(seconds)
+    box = page.locator(".vmonf-live").first.bounding_box()
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        if hover:
+            i += 1
+            page.mouse.move(box["x"] + box["width"] * (0.2 + 0.6 * ((i * 0.37) % 1)),
+                            box["y"] + box["height"] * (0.2 + 0.6 * ((i * 0.61) % 1)))
+        time.sleep(0.1)
     u1, s1, w1 = live_updates(page)[0][0], step_counter(page), time.monotonic()
     r1 = page.evaluate("Number(document.querySelector('.vmonf-live').dataset.renderMs)")
     return (u1 - u0) / (w1 - w0), (s1 - s0) / (w1 - w0), (r1 - r0) / max(1, u1 - u0)
@@ -142,6 +152,8 @@ def main() -> None:
         one = watch_start([page], timeout=60)[0]
         time.sleep(1)
         ui_updates, ui_rate, render_ms = rates(page, args.seconds)
+        hover_updates, hover_rate, _ = rates(page, args.seconds, hover=True)
+        probes = page.locator('[data-testid="stMarkdownContainer"]', has_text="Point probe").count()
         page.context.close()
         time.sleep(2)
         pages = [open_page(browser, url) for _ in range(args.sessions)]
@@ -163,6 +175,10 @@ def main() -> None:
     print(f"{'training steps/s, UI live in Chromium':<52}{ui_rate:>10.1f}")
     print(f"{'training steps/s, headless (same model, same run)':<52}{base:>10.1f}")
     print(f"{'UI-live speed as a share of headless':<52}{ui_rate / base:>9.0%}   >= 85 %")
+    print(f"{'mouse over the chart (point probe): updates per second':<52}{hover_updates:>10.1f}"
+          f"   probe shown: {'yes' if probes else 'NO'}")
+    print(f"{'mouse over the chart: training steps/s':<52}{hover_rate:>10.1f}   "
+          f"{hover_rate / ui_rate:.0%} of the same run without the mouse")
     print(f"stages of Start (job timeline, s from Start): {stage_shares(one.get('timeline', {}))}")
     firsts = [s.get("trained") for s in many]
     worst = None if None in firsts else max(firsts)

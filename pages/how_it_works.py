@@ -1,5 +1,7 @@
 """How it works: the method in five steps, tied to the numbers of the current run."""
 
+import math
+
 import streamlit as st
 
 import ui
@@ -28,7 +30,33 @@ st.subheader("5. The VMoNF objective")
 st.latex(r"\mathrm{ELBO}(x) = \sum_{k} q(k \mid x)\big[\log p(x \mid k) + \log \pi_k - \log q(k \mid x)\big]")
 st.markdown("The sum over $k$ is exact. Flows, $\\pi$ and $q$ are trained together with Adam.")
 
+def pinned_point(job) -> None:
+    """The playground's pinned probe point, its own numbers inside the formulas of steps 1, 4 and 5."""
+    pin = st.session_state.get("toy_pin")
+    if job is None or not pin:
+        st.caption("Pin a point on the playground's density chart (click it) to see its own numbers here.")
+        return
+    job.probe(pin["x"], pin["y"], wait=0.5)
+    a = job.probe_result
+    if not a or a["x"] != [pin["x"], pin["y"]]:
+        st.caption("The pinned point's numbers arrive once the run has a model (after its start is chosen).")
+        return
+    x, y = a["x"]
+    st.markdown(f"At the point you pinned, x = ({x:.3f}, {y:.3f}), step **{a['step']:,}**:")
+    terms = " + ".join(rf"e^{{{lj:.2f}}}" for lj in a["log_joint"])
+    st.latex(rf"\log p(x) = \log \sum_k \pi_k\, p(x \mid k) = \log\big({terms}\big) = {a['log_p']:.3f}")
+    parts = " + ".join(rf"{q:.2f}\,[{lj:.2f} - ({math.log(q) if q > 0 else 0:.2f})]"
+                       for q, lj in zip(a["q"], a["log_joint"], strict=True) if q > 1e-6)
+    st.latex(rf"\mathrm{{ELBO}}(x) = \sum_k q(k \mid x)\big[\log \pi_k + \log p(x \mid k) - \log q(k \mid x)\big]"
+             rf" = {parts} = {a['elbo']:.3f}")
+    st.latex(rf"\log p(x) - \mathrm{{ELBO}}(x) = {a['gap']:.4f} = \mathrm{{KL}}\big(q(c\mid x)\,\|\,p(c\mid x)\big)")
+    st.caption("q(k|x): " + ", ".join(f"{q:.3f}" for q in a["q"]) + " · p(k|x): "
+               + ", ".join(f"{p:.3f}" for p in a["p"]))
+
+
 job = ui.current_job("toy") or ui.current_job("images")
+st.subheader("At one point")
+pinned_point(ui.current_job("toy"))
 snap = job.latest() if job else None
 st.subheader("In your current run")
 if snap is None or "val_expected_loglik" not in snap.meta:

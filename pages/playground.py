@@ -249,12 +249,20 @@ def render(job, snap) -> None:
         ui.live_figure(lambda: figures.density_spec(snap, **options), key="toy_density",
                        token=(snap, tuple(options.items())))
     else:
+        pinned = st.session_state.get("toy_pin")
+
         def build(frame) -> dict:
             fig = figures.density_spec(frame, **options)
             fig["layout"]["meta"]["timeline"] = dict(job.timeline)  # how long each stage of Start took (bench)
+            if pinned:  # the pinned probe point, as a ring
+                fig["layout"].setdefault("shapes", []).append(figures.ring(pinned["x"], pinned["y"]))
             return fig
 
-        ui.live_feed("toy_density", job, build, view=tuple(options.items()), height=520)
+        view = (*options.items(), ("pin", tuple(pinned.values()) if pinned else None))
+        mouse = ui.live_feed("toy_density", job, build, view=view, height=520, probe=True)
+        if mouse.pin and mouse.pin != pinned:
+            st.session_state["toy_pin"] = pinned = mouse.pin
+        ui.probe_panel(job, mouse.hover or pinned, pinned)
     if snap.get("hist_step") is None:
         return  # the data alone: no curves yet
     if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly

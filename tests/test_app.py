@@ -131,6 +131,11 @@ def test_how_it_works_renders_with_live_numbers(app):
     assert not app.exception
     formulas = " ".join(x.proto.body for x in app.get("latex"))
     assert "KL" in formulas and "underbrace" in formulas
+    app.session_state["toy_pin"] = {"x": 0.1, "y": -0.2}  # as a click on the playground's chart pins it
+    app.run()
+    pinned = " ".join(x.proto.body for x in app.get("latex"))
+    assert "At the point you pinned, x = (0.100, -0.200)" in " ".join(m.value for m in app.markdown)
+    assert r"\log\big(e^{" in pinned and "q(k \\mid x)" in pinned
     app.switch_page("pages/playground.py").run()
 
 

@@ -301,3 +301,43 @@ def test_a_dropped_connection_keeps_the_run_and_starts_no_second_worker(server, 
     assert set(worker_pids(proc.pid)) - before == mine, "the drop ended the worker, or a reconnect started another"
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_point_probe_reads_the_models_numbers_at_the_mouse(server, browser, tmp_path):
+    """Hovering and clicking the density chart shows the run's own numbers at that point: after Stop, the
+    downloaded model gives the same log p(x) and p(c|x) there (to 1e-3)."""
+    import json
+    import re
+
+    import torch
+
+    from vmonf.checkpoint import load_checkpoint
+
+    url, _ = server
+    page = open_and_start(browser, url, "?ds=moons&k=2&init=kmeans")
+    wait_until(lambda: (step_counter(page) or 0) >= 30, timeout=90)
+    click(page, "Pause")
+    wait_until(lambda: page.get_by_text("paused", exact=True).count() > 0, timeout=15)
+    chart = page.locator(".vmonf-live").first
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
+    probe = page.locator('[data-testid="stMarkdownContainer"]', has_text="Point probe")
+    wait_until(lambda: probe.count() and "(mouse) at" in probe.first.inner_text(), timeout=20)
+    page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.45)
+    page.mouse.move(box["x"] - 30, box["y"] - 30)  # off the chart: the probe goes back to the pinned point
+    wait_until(lambda: "(pinned point) at" in probe.first.inner_text(), timeout=20)
+    pin = json.loads(chart.evaluate("e => e.dataset.pin"))
+    text = probe.first.inner_text()
+    shown_log_p = float(re.search(r"log p\(x\) = (-?[\d.]+)", text).group(1))
+    rows = page.locator("table", has_text="log π_c").first.locator("tbody tr").all_inner_texts()
+    shown_p = [float(r.split("\t")[2]) for r in rows]
+    with page.expect_download() as download:
+        click(page, "Stop")
+        page.get_by_role("button", name="Download the trained model (.pt)").click(timeout=30_000)
+    model = load_checkpoint(Path(download.value.path()).read_bytes())[0]
+    x = torch.tensor([[pin["x"], pin["y"]]])
+    with torch.no_grad():
+        assert abs(float(model.log_prob(x)) - shown_log_p) < 1e-3
+        assert max(abs(a - b) for a, b in zip(model.responsibilities(x)[0].tolist(), shown_p, strict=True)) < 1e-3
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -186,3 +186,28 @@ def test_the_start_is_shown_and_stop_while_choosing_keeps_a_model():
     finally:
         early.stop(timeout=30)
     assert early.state == "stopped" and early.checkpoint, (early.state, early.message)
+
+
+def test_probe_answers_with_the_models_own_numbers_while_running_and_after_stop():
+    import torch
+
+    from vmonf.checkpoint import load_checkpoint
+
+    job = started()
+    try:
+        assert job.wait_for(lambda j: j.latest() is not None and j.latest().step >= 20, 60)
+        job.probe(0.3, -0.2)
+        assert job.wait_for(lambda j: j.probe_result is not None, 10)
+        live = job.probe_result
+        assert len(live["q"]) == 3 and abs(sum(live["p"]) - 1) < 1e-5 and live["gap"] >= -1e-5
+        assert live["x"] == [0.3, -0.2] and live["step"] >= 20
+    finally:
+        job.stop()
+    job.probe(0.3, -0.2)  # ended: the checkpoint answers, in this process
+    after = job.probe_result
+    model = load_checkpoint(job.checkpoint)[0]
+    x = torch.tensor([[0.3, -0.2]])
+    with torch.no_grad():
+        assert abs(after["log_p"] - float(model.log_prob(x))) < 1e-4
+        np.testing.assert_allclose(after["p"], model.responsibilities(x)[0].numpy(), atol=1e-5)
+    assert after["elbo"] <= after["log_p"] + 1e-5

@@ -179,3 +179,19 @@ def test_a_device_is_named_as_a_user_reads_it(device):
 
     name = describe_device(device)
     assert name.startswith(device.type) and (device.type != "cuda" or "(" in name)  # a GPU with its model name
+
+
+def test_explain_gives_the_library_numbers_and_the_gap_is_the_kl():
+    model = make_model(learn_prior=True)
+    with torch.no_grad():
+        model.prior_logits.copy_(torch.tensor([0.5, -0.3, 0.1]))
+    x = torch.randn(16, 2, dtype=torch.float64)
+    t = model.explain(x)
+    with torch.no_grad():
+        torch.testing.assert_close(t.log_p, model.log_prob(x))
+        torch.testing.assert_close(t.p, model.responsibilities(x))
+        torch.testing.assert_close(t.elbo, model.elbo(x))
+        torch.testing.assert_close(t.log_joint, model.log_joint(x))
+        kl = (t.q * (t.q.log() - t.p.log())).sum(-1)
+    torch.testing.assert_close(t.gap, kl)
+    assert (t.gap >= -1e-12).all() and torch.allclose(t.q.sum(-1), torch.ones(16, dtype=torch.float64))

@@ -60,6 +60,17 @@ class ModelConfig:
         return asdict(self)
 
 
+class PointTerms(NamedTuple):
+    """Everything the mixture says about some points (:meth:`VMoNFModel.explain`); ``(N, K)`` or ``(N,)``."""
+
+    q: Tensor  # q(c|x), the variational posterior
+    p: Tensor  # p(c|x), the exact posterior
+    log_joint: Tensor  # log pi_k + log p(x|k)
+    log_p: Tensor  # log p(x)
+    elbo: Tensor  # ELBO(x) = E_q[log pi_c + log p(x|c)] + H[q]
+    gap: Tensor  # log p(x) - ELBO(x), which is KL(q(c|x) || p(c|x)) >= 0
+
+
 class ElboTerms(NamedTuple):
     """Per-point parts of the ELBO, each of shape ``(N,)``: ``elbo = loglik + logprior + entropy``."""
 
@@ -195,6 +206,17 @@ class VMoNFModel(nn.Module):
     def responsibilities(self, x: Tensor) -> Tensor:
         """Exact posterior ``p(c|x)``, shape ``(N, K)``; rows sum to 1."""
         return torch.softmax(self.log_joint(x), dim=-1)
+
+    @torch.no_grad()
+    def explain(self, x: Tensor) -> PointTerms:
+        """q(c|x), p(c|x), log pi_k + log p(x|k), log p(x), the ELBO and its gap at each point, from one pass
+        (what the playground's point probe shows)."""
+        log_q = self.posterior_log_probs(x)
+        comp = self.component_log_prob(x)
+        log_joint = comp + self.log_pi
+        log_p = torch.logsumexp(log_joint, dim=-1)
+        elbo = self._terms(log_q, comp).elbo
+        return PointTerms(log_q.exp(), torch.softmax(log_joint, dim=-1), log_joint, log_p, elbo, log_p - elbo)
 
     def elbo_terms(self, x: Tensor, log_q: Tensor | None = None, temperature: float = 1.0, *,
                    component_log_prob: Tensor | None = None) -> ElboTerms:

@@ -201,6 +201,13 @@ def density_spec(
 _UNASSIGNED_RGB = (90, 90, 90)
 
 
+def ring(x: float, y: float, radius_px: int = 7) -> dict:
+    """A layout shape: a ring of ``radius_px`` pixels around the data point ``(x, y)`` (the pinned probe point)."""
+    return {"type": "circle", "xref": "x", "yref": "y", "xsizemode": "pixel", "ysizemode": "pixel",
+            "xanchor": x, "yanchor": y, "x0": -radius_px, "x1": radius_px, "y0": -radius_px, "y1": radius_px,
+            "line": {"color": "black", "width": 2}}
+
+
 def _disc(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel offsets ``(dx, dy)`` of a disc of ``radius`` and each one's coverage (anti-aliased edge)."""
     reach = int(np.ceil(radius))

@@ -17,7 +17,7 @@ import weakref
 
 from vmonf.studio import pool
 from vmonf.studio.snapshot import Recording, Snapshot
-from vmonf.studio.states import ENDED, HALTED, RunState, allowed
+from vmonf.studio.states import ENDED, HALTED, TRAINING, RunState, allowed
 from vmonf.studio.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 
 #: Trainings that may run at once in this server process (each one is a worker process).
@@ -54,6 +54,10 @@ class BusyError(RuntimeError):
     """Every training slot is taken."""
 
 
+#: States in which the worker has a model to answer a probe with.
+PROBEABLE = TRAINING | HALTED
+
+
 class TrainingJob:
     """One training run in a worker process, relayed by a daemon thread.
 
@@ -85,6 +89,10 @@ class TrainingJob:
         self.ari_reached: tuple[float, int] | None = None  # (seconds since start, step)
         self._candidates: dict[str, list[tuple[float, Snapshot]]] = {}  # frames of each candidate start
         self._listeners: list = []  # called with every frame, in the relay thread (see subscribe)
+        #: The latest point-probe answer (see :meth:`probe`): x, q, p, log_joint, log_p, elbo, gap, step, id.
+        self.probe_result: dict | None = None
+        self._probe_id = 0
+        self._ended_model = None  # the checkpoint's model, loaded once when a probe comes after the end
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -145,6 +153,30 @@ class TrainingJob:
         if self.alive and self.state in HALTED:
             self.state = RunState.STEPPING
         self._send({"cmd": "step", "n": int(n)})
+
+    def probe(self, x: float, y: float, wait: float = 0.0) -> None:
+        """Ask for the model's numbers at the point ``(x, y)``; they arrive in :attr:`probe_result`, which this
+        waits up to ``wait`` seconds for.
+
+        A live worker answers between two training steps (one forward pass of one point). After the run has
+        ended, its checkpoint answers here, in this process."""
+        self._probe_id += 1
+        asked = self._probe_id
+        if self.alive and self.state in PROBEABLE:
+            self._send({"cmd": "probe", "x": [float(x), float(y)], "id": asked})
+            end = time.monotonic() + wait
+            while time.monotonic() < end and (self.probe_result or {}).get("id") != asked and self.alive:
+                time.sleep(0.005)
+        elif self.state in ENDED and self.checkpoint is not None:
+            from vmonf.studio.worker import probe_numbers
+
+            if self._ended_model is None:
+                from vmonf.checkpoint import load_checkpoint
+
+                self._ended_model = load_checkpoint(self.checkpoint)[0]
+            answer = probe_numbers(self._ended_model, [x, y])
+            if answer is not None:
+                self.probe_result = {**answer, "id": asked, "step": self._latest.step if self._latest else 0}
 
     def remove_component(self, component: int) -> None:
         """Take component ``component`` (0-based) out of the mixture; the worker says what it did."""
@@ -245,6 +277,9 @@ class TrainingJob:
                     self._receive(Snapshot.from_bytes(payload))
                 elif kind == EVENT:
                     event = json.loads(payload)
+                    if "probe" in event:  # an answer, not a change of state
+                        self.probe_result = event["probe"]
+                        continue
                     self.state = RunState(event.pop("state"))
                     if "message" in event:
                         self.message = event.pop("message")

@@ -7,7 +7,9 @@ headless speed once a live chart was open (it loses the GIL); a worker process r
 
 Wire format, both directions pickle-free:
 - stdin: one JSON line with the spec, then JSON command lines: ``{"cmd": "pause" | "resume" | "stop"}``,
-  ``{"cmd": "step", "n": 50}``, ``{"cmd": "remove", "component": 2}`` (take a component out of the mixture).
+  ``{"cmd": "step", "n": 50}``, ``{"cmd": "remove", "component": 2}`` (take a component out of the mixture),
+  ``{"cmd": "probe", "x": [0.5, -1.0], "id": 3}`` (the model's numbers at one point, answered by an event
+  ``{"probe": {...}}`` without a state, :func:`probe_numbers`).
 - stdout: messages ``kind (1 byte) | length (4 bytes, big-endian) | payload`` with kind ``S`` (snapshot
   ``.npz``), ``E`` (event JSON: state changes, errors) or ``C`` (checkpoint bytes, sent on stop).
 """
@@ -128,6 +130,24 @@ def preview_frame(spec: JobSpec):
         return None
     meta = {"step": 0, "state": "created", "stage": "data", "dataset": spec.dataset}
     return data_snapshot(spec_view(spec, data, labels), spec.n_components, meta)
+
+
+def probe_numbers(model, x) -> dict | None:
+    """The point probe's numbers at ``x`` (a list of ``dim`` numbers) from the library
+    (:meth:`vmonf.model.VMoNFModel.explain`), as JSON-able lists; ``None`` when ``x`` is not such a point."""
+    import torch
+
+    try:
+        point = torch.tensor([[float(v) for v in x]], dtype=model.shift.dtype, device=model.shift.device)
+    except (TypeError, ValueError):
+        return None
+    if point.shape[1] != model.config.dim or not bool(torch.isfinite(point).all()):
+        return None
+    t = model.explain(point)
+    out: dict = {"x": [float(v) for v in x]}
+    out.update({name: getattr(t, name)[0].cpu().tolist() for name in ("q", "p", "log_joint")})
+    out.update({name: float(getattr(t, name)[0]) for name in ("log_p", "elbo", "gap")})
+    return out
 
 
 class FrameDrawer:
@@ -576,6 +596,13 @@ class Session:
         elif name == "step":
             self.step_budget = max(1, int(cmd.get("n", 50)))
             state = S.STEPPING
+        elif name == "probe":
+            answer = probe_numbers(self.trainer.model, cmd.get("x"))
+            if answer is not None:
+                answer.update(id=cmd.get("id"), step=self.trainer.step_count)
+                with self._out_lock:
+                    write_message(self.out, EVENT, json.dumps({"probe": answer}).encode())
+            return True
         elif name == "remove":
             try:
                 removed = self.trainer.remove([int(cmd.get("component", -1))])
