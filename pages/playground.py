@@ -263,11 +263,36 @@ def render(job, snap) -> None:
         if mouse.pin and mouse.pin != pinned:
             st.session_state["toy_pin"] = pinned = mouse.pin
         ui.probe_panel(job, mouse.hover or pinned, pinned)
+        if warp is not None:
+            scrub_ui(job, snap, warp)
     if snap.get("hist_step") is None:
         return  # the data alone: no curves yet
     if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
         st.session_state["toy_curves_fig"] = figures.curves_spec(snap)
     ui.live_figure(st.session_state["toy_curves_fig"], key="toy_curves")
+
+
+def scrub_ui(job, snap, component: int) -> None:
+    """The flow scrubber: one component's flow layer by layer, from its Gaussian base space to data space,
+    with the base grid, 1-2-3 sigma circles and samples pushed up and the data pushed down."""
+    answer = job.stages_result
+    fresh = answer is not None and answer["component"] == component
+    if not fresh or (snap.step > answer["step"] and ui.throttled("toy_stages", 1.0)):
+        job.flow_stages(component, wait=0.5)
+        answer = job.stages_result
+    if answer is None or answer["component"] != component:
+        st.caption("The flow scrubber appears once the run has a model (after its start is chosen).")
+        return
+    names = answer["names"]
+    index = st.select_slider(
+        "flow layer", list(range(len(names))), len(names) - 1, key=f"toy_scrub_{len(names)}",
+        format_func=lambda i: f"{i}: {names[i]}",
+        help="Slide from the component's Gaussian base space (0) through each coupling block to data space: the "
+             "grid, the 1, 2 and 3 σ circles and the samples move forward through the flow, and the data points "
+             "move back. At 0 you see which points this component claims and how Gaussian they have become.")
+    assign = snap.get("assign")
+    ui.live_figure(lambda: figures.stage_spec(answer, index, assign), key="toy_stages_fig",
+                   token=(answer["id"], index, component))
 
 
 def preview(spec: JobSpec):

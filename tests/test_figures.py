@@ -101,3 +101,29 @@ def test_take_snapshot_leaves_model_and_history_as_they_were(training):
     assert "ari" not in history[0] and np.isfinite(snap.get("hist_ari")[-1])  # the frame's curve has its score
     record_scores(history, snap)
     assert history[0]["ari"] == snap.meta["ari"]
+
+
+def test_flow_stages_run_from_the_base_gaussian_to_the_components_samples():
+    from vmonf.studio.capture import flow_stages
+
+    model = VMoNFModel(ModelConfig(3, 2, depth=3, hidden=8))
+    with torch.no_grad():
+        for p in model.flows.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    model.set_standardization(torch.tensor([1.0, -1.0]), torch.tensor([2.0, 0.5]))
+    x, _ = make_toy("moons", 50, seed=0)
+    out = flow_stages(model, 1, x, n_samples=40, seed=5)
+    stages = out["stages"]
+    assert len(stages) == len(out["names"]) == 3 + 2 and out["names"][0] == "Gaussian base space"
+    base = torch.randn(40, 2, generator=torch.Generator().manual_seed(5))
+    np.testing.assert_allclose(stages[0]["samples"], base.numpy(), atol=1e-4)  # first: the base Gaussian
+    drawn, _ = model.sample(40, component=1, generator=torch.Generator().manual_seed(5))
+    np.testing.assert_allclose(stages[-1]["samples"], drawn.detach().numpy(), atol=1e-3)  # last: its samples
+    radii = [np.hypot(*np.asarray(c).T).mean() for c in stages[0]["circles"]]
+    np.testing.assert_allclose(radii, [1, 2, 3], atol=1e-4)
+    with torch.no_grad():  # data pushed the other way: all the way down is the flow's own z
+        z, _ = model.flows(model._standardize(torch.as_tensor(x)).expand(3, -1, -1))
+    np.testing.assert_allclose(stages[0]["points"], z[1].numpy(), atol=1e-3)
+    np.testing.assert_allclose(stages[-1]["points"], x, atol=1e-4)
+    with pytest.raises(ValueError, match="component"):
+        flow_stages(model, 3, x)

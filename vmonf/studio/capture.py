@@ -7,6 +7,7 @@ as they were; :func:`record_scores` is how a caller keeps the frame's ARI/NMI in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -202,3 +203,68 @@ def _history_arrays(history: list[dict], k: int) -> dict[str, np.ndarray]:
     pi = np.array([row["pi"] for row in history], dtype=np.float32).reshape(-1, k)
     return {"hist_step": col("step"), "hist_elbo": col("val_elbo"), "hist_val_loglik": col("val_loglik"),
             "hist_ari": col("ari"), "hist_nmi": col("nmi"), "hist_pi": pi}
+
+
+def flow_stages(model: VMoNFModel, component: int, points: np.ndarray, *, n_samples: int = 300, seed: int = 0,
+                n_lines: int = 9, n_points: int = 40, extent: float = 3.0) -> dict:
+    """One component's flow, layer by layer, for the scrubber: stage 0 is the Gaussian base space, stage
+    ``depth + 1`` data space, and stage ``j`` in between what the base looks like after undoing the last
+    ``j`` blocks (the component's own shift and scale come last).
+
+    Pushed from the base towards the data (``flows.inverse``, block by block): a square grid of lines,
+    circles at 1, 2 and 3 sigma, and ``n_samples`` base samples (their last stage is what
+    ``model.sample(component=...)`` draws from the same noise). Pushed from the data towards the base
+    (``flows.forward``): ``points``. Returns JSON-able lists: ``names``, and per stage ``lines``
+    (list of polylines), ``circles`` (three polylines), ``samples`` and ``points``.
+    """
+    import torch
+
+    k_all, flows = model.config.n_components, model.flows
+    if model.config.dim != 2:
+        raise ValueError("The flow scrubber shows 2-D data only.")
+    if not 0 <= component < k_all:
+        raise ValueError(f"component must be in [0, {k_all - 1}], got {component}.")
+    device, dtype = model.shift.device, model.shift.dtype
+    ticks = torch.linspace(-extent, extent, n_lines, device=device, dtype=dtype)
+    along = torch.linspace(-extent, extent, n_points, device=device, dtype=dtype)
+    horiz = torch.stack([along.expand(n_lines, -1), ticks[:, None].expand(-1, n_points)], -1)
+    grid = torch.cat([horiz, horiz.flip(-1)])  # (2L, P, 2)
+    angle = torch.linspace(0, 2 * math.pi, 61, device=device, dtype=dtype)
+    unit = torch.stack([angle.cos(), angle.sin()], -1)
+    circles = torch.stack([r * unit for r in (1.0, 2.0, 3.0)])  # (3, 61, 2)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    samples = torch.randn(n_samples, 2, generator=gen, device=device, dtype=dtype)
+    base = torch.cat([grid.reshape(-1, 2), circles.reshape(-1, 2), samples])
+    pts = torch.as_tensor(np.asarray(points, dtype=np.float32), device=device, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            cur = base.unsqueeze(0).expand(k_all, -1, -1).contiguous()
+            up = [cur[component]]
+            for block in reversed(flows.blocks):
+                cur, _ = block.inverse(cur)
+                up.append(cur[component])
+            x, _ = flows.affine.inverse(cur)
+            up.append(x[component] * model.scale + model.shift)
+            cur, _ = flows.affine(model._standardize(pts).unsqueeze(0).expand(k_all, -1, -1).contiguous())
+            down = [cur[component]]
+            for block in flows.blocks:
+                cur, _ = block(cur)
+                down.append(cur[component])
+            down = [*reversed(down), pts]  # stage 0 (base) ... stage depth + 1 (data)
+    finally:
+        model.train(was_training)
+    n_grid, n_circ = grid.shape[0] * grid.shape[1], circles.shape[0] * circles.shape[1]
+    depth = len(flows.blocks)
+    names = ["Gaussian base space"] + [f"after undoing block {depth - j + 1}" for j in range(1, depth + 1)]
+    names[-1] = f"after undoing block 1 (all {depth})" if depth > 1 else names[-1]
+    names.append("data space (the component's shift and scale too)")
+    stages = []
+    for a, b in zip(up, down, strict=True):
+        a = a.cpu().numpy().astype(np.float64)
+        stages.append({"lines": a[:n_grid].reshape(grid.shape).round(4).tolist(),
+                       "circles": a[n_grid:n_grid + n_circ].reshape(circles.shape).round(4).tolist(),
+                       "samples": a[n_grid + n_circ:].round(4).tolist(),
+                       "points": b.cpu().numpy().astype(np.float64).round(4).tolist()})
+    return {"component": component, "names": names, "stages": stages}

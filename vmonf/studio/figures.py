@@ -350,3 +350,40 @@ def contingency_figure(snap: Snapshot, class_names: list[str] | None = None, *, 
                       xaxis=dict(title=dict(text="true class"), type="category"), uirevision="keep",
                       meta=dict(step=snap.step))
     return fig
+
+
+def stage_spec(stages: dict, index: int, assign: np.ndarray | None = None, *, height: int = 460) -> dict:
+    """One stage of :func:`vmonf.studio.capture.flow_stages` (the flow scrubber): the base grid (grey lines),
+    circles at 1, 2 and 3 sigma (dashed), base samples pushed this far (black) and the data pushed back this
+    far (coloured by ``assign``, the cluster of each point, when given). Axes fit each stage."""
+    stage = stages["stages"][index]
+    data: list[dict] = []
+    xs: list = []
+    ys: list = []
+    for line in stage["lines"]:
+        xs += [p[0] for p in line] + [None]
+        ys += [p[1] for p in line] + [None]
+    data.append({"type": "scattergl", "mode": "lines", "x": xs, "y": ys, "name": "base grid", "hoverinfo": "skip",
+                 "line": {"color": "rgba(80,80,80,0.35)", "width": 1}})
+    for r, circle in zip((1, 2, 3), stage["circles"], strict=True):
+        data.append({"type": "scattergl", "mode": "lines", "x": [p[0] for p in circle], "y": [p[1] for p in circle],
+                     "name": f"{r} σ", "line": {"color": "black", "width": 1.5, "dash": "dash"}, "hoverinfo": "name"})
+    points = np.asarray(stage["points"], dtype=float).reshape(-1, 2)
+    if assign is not None and len(assign) == len(points):
+        colours = [PALETTE[int(a) % len(PALETTE)] if a >= 0 else "#999999" for a in assign]
+    else:
+        colours = "#999999"
+    data.append({"type": "scattergl", "mode": "markers", "x": packed(points[:, 0]), "y": packed(points[:, 1]),
+                 "name": "data pushed this far", "marker": {"size": 4, "color": colours, "opacity": 0.6},
+                 "hoverinfo": "skip"})
+    samples = np.asarray(stage["samples"], dtype=float).reshape(-1, 2)
+    data.append({"type": "scattergl", "mode": "markers", "x": packed(samples[:, 0]), "y": packed(samples[:, 1]),
+                 "name": "base samples pushed this far", "marker": {"size": 4, "color": "black", "symbol": "x"},
+                 "hoverinfo": "skip"})
+    last = len(stages["stages"]) - 1
+    title = f"component {stages['component'] + 1}, stage {index} of {last}: {stages['names'][index]}"
+    layout = {"height": height, "title": {"text": title}, "margin": {"l": 40, "r": 10, "t": 50, "b": 30},
+              "xaxis": {"zeroline": False}, "yaxis": {"zeroline": False, "scaleanchor": "x", "scaleratio": 1},
+              "legend": {"orientation": "h", "y": -0.08}, "uirevision": f"stages{stages['component']}",
+              "meta": {"stage": index, "step": stages.get("step", 0)}}
+    return {"data": data, "layout": layout}

@@ -89,10 +89,10 @@ class TrainingJob:
         self.ari_reached: tuple[float, int] | None = None  # (seconds since start, step)
         self._candidates: dict[str, list[tuple[float, Snapshot]]] = {}  # frames of each candidate start
         self._listeners: list = []  # called with every frame, in the relay thread (see subscribe)
-        #: The latest point-probe answer (see :meth:`probe`): x, q, p, log_joint, log_p, elbo, gap, step, id.
-        self.probe_result: dict | None = None
-        self._probe_id = 0
-        self._ended_model = None  # the checkpoint's model, loaded once when a probe comes after the end
+        #: The latest answer to each question the run was asked (:meth:`probe`, :meth:`flow_stages`), by name.
+        self.answers: dict[str, dict] = {}
+        self._asked = 0
+        self._ended_model = None  # the checkpoint's model, loaded once when a question comes after the end
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -160,23 +160,58 @@ class TrainingJob:
 
         A live worker answers between two training steps (one forward pass of one point). After the run has
         ended, its checkpoint answers here, in this process."""
-        self._probe_id += 1
-        asked = self._probe_id
+        from vmonf.studio.worker import probe_numbers
+
+        def local(model):
+            answer = probe_numbers(model, [x, y])
+            return None if answer is None else {**answer, "step": self._latest.step if self._latest else 0}
+
+        self._ask("probe", {"x": [float(x), float(y)]}, local, wait)
+
+    def flow_stages(self, component: int, wait: float = 0.0) -> None:
+        """Ask for one component's flow layer by layer (:func:`vmonf.studio.capture.flow_stages`, on the run's
+        view points); the answer arrives in :attr:`stages_result`, like :meth:`probe`'s."""
+        from vmonf.studio.capture import flow_stages
+
+        def local(model):
+            if self._latest is None or self._latest.get("points") is None:
+                return None
+            return {**flow_stages(model, int(component), self._latest.get("points"), seed=self.spec.data_seed),
+                    "step": self._latest.step}
+
+        self._ask("stages", {"component": int(component)}, local, wait)
+
+    def _ask(self, name: str, args: dict, local, wait: float) -> None:
+        """Send the question ``name`` to a live worker and wait up to ``wait`` s for its answer; after the end,
+        answer it here with ``local(model)`` on the checkpoint's model (loaded once)."""
+        self._asked += 1
+        asked = self._asked
         if self.alive and self.state in PROBEABLE:
-            self._send({"cmd": "probe", "x": [float(x), float(y)], "id": asked})
+            self._send({"cmd": name, **args, "id": asked})
             end = time.monotonic() + wait
-            while time.monotonic() < end and (self.probe_result or {}).get("id") != asked and self.alive:
+            while time.monotonic() < end and (self.answers.get(name) or {}).get("id") != asked and self.alive:
                 time.sleep(0.005)
         elif self.state in ENDED and self.checkpoint is not None:
-            from vmonf.studio.worker import probe_numbers
-
             if self._ended_model is None:
                 from vmonf.checkpoint import load_checkpoint
 
                 self._ended_model = load_checkpoint(self.checkpoint)[0]
-            answer = probe_numbers(self._ended_model, [x, y])
+            try:
+                answer = local(self._ended_model)
+            except ValueError:
+                answer = None
             if answer is not None:
-                self.probe_result = {**answer, "id": asked, "step": self._latest.step if self._latest else 0}
+                self.answers[name] = {**answer, "id": asked}
+
+    @property
+    def probe_result(self) -> dict | None:
+        """The latest point-probe answer (:meth:`probe`): x, q, p, log_joint, log_p, elbo, gap, step, id."""
+        return self.answers.get("probe")
+
+    @property
+    def stages_result(self) -> dict | None:
+        """The latest flow-stages answer (:meth:`flow_stages`): component, names, stages, step, id."""
+        return self.answers.get("stages")
 
     def remove_component(self, component: int) -> None:
         """Take component ``component`` (0-based) out of the mixture; the worker says what it did."""
@@ -277,8 +312,8 @@ class TrainingJob:
                     self._receive(Snapshot.from_bytes(payload))
                 elif kind == EVENT:
                     event = json.loads(payload)
-                    if "probe" in event:  # an answer, not a change of state
-                        self.probe_result = event["probe"]
+                    if answer := next((name for name in ("probe", "stages") if name in event), None):
+                        self.answers[answer] = event[answer]  # an answer to a question, not a change of state
                         continue
                     self.state = RunState(event.pop("state"))
                     if "message" in event:

@@ -9,7 +9,8 @@ Wire format, both directions pickle-free:
 - stdin: one JSON line with the spec, then JSON command lines: ``{"cmd": "pause" | "resume" | "stop"}``,
   ``{"cmd": "step", "n": 50}``, ``{"cmd": "remove", "component": 2}`` (take a component out of the mixture),
   ``{"cmd": "probe", "x": [0.5, -1.0], "id": 3}`` (the model's numbers at one point, answered by an event
-  ``{"probe": {...}}`` without a state, :func:`probe_numbers`).
+  ``{"probe": {...}}`` without a state, :func:`probe_numbers`), ``{"cmd": "stages", "component": 1, "id": 4}``
+  (one flow layer by layer, :func:`vmonf.studio.capture.flow_stages`, answered by ``{"stages": {...}}``).
 - stdout: messages ``kind (1 byte) | length (4 bytes, big-endian) | payload`` with kind ``S`` (snapshot
   ``.npz``), ``E`` (event JSON: state changes, errors) or ``C`` (checkpoint bytes, sent on stop).
 """
@@ -602,6 +603,18 @@ class Session:
                 answer.update(id=cmd.get("id"), step=self.trainer.step_count)
                 with self._out_lock:
                     write_message(self.out, EVENT, json.dumps({"probe": answer}).encode())
+            return True
+        elif name == "stages":
+            from vmonf.studio.capture import flow_stages
+
+            try:
+                answer = flow_stages(self.trainer.model, int(cmd.get("component", 0)), self.view.points,
+                                     seed=self.spec.data_seed)
+            except (TypeError, ValueError):
+                return True
+            answer.update(id=cmd.get("id"), step=self.trainer.step_count)
+            with self._out_lock:
+                write_message(self.out, EVENT, json.dumps({"stages": answer}).encode())
             return True
         elif name == "remove":
             try:
