@@ -250,19 +250,32 @@ def render(job, snap) -> None:
                        token=(snap, tuple(options.items())))
     else:
         pinned = st.session_state.get("toy_pin")
+        given = given_labels(job)
+        suggested = st.session_state.get("toy_suggest")
 
         def build(frame) -> dict:
             fig = figures.density_spec(frame, **options)
             fig["layout"]["meta"]["timeline"] = dict(job.timeline)  # how long each stage of Start took (bench)
+            shapes = fig["layout"].setdefault("shapes", [])
             if pinned:  # the pinned probe point, as a ring
-                fig["layout"].setdefault("shapes", []).append(figures.ring(pinned["x"], pinned["y"]))
+                shapes.append(figures.ring(pinned["x"], pinned["y"]))
+            if given:  # labels given by clicking, as diamonds in their cluster's colour
+                fig["data"].append(figures.given_labels_trace(frame, given))
+            if suggested is not None and suggested < len(frame.get("points")):
+                shapes.append(figures.ring(*map(float, frame.get("points")[suggested]), radius_px=10, color="#F28E2B"))
             return fig
 
-        view = (*options.items(), ("pin", tuple(pinned.values()) if pinned else None))
+        view = (*options.items(), ("pin", tuple(pinned.values()) if pinned else None),
+                ("given", tuple(sorted(given.items()))), ("suggested", suggested))
         mouse = ui.live_feed("toy_density", job, build, view=view, height=520, probe=True)
-        if mouse.pin and mouse.pin != pinned:
-            st.session_state["toy_pin"] = pinned = mouse.pin
+        if mouse.pin and mouse.pin != st.session_state.get("toy_last_click"):
+            st.session_state["toy_last_click"] = mouse.pin
+            if st.session_state.get("toy_label_mode"):
+                label_click(job, snap, mouse.pin)
+            else:
+                st.session_state["toy_pin"] = pinned = mouse.pin
         ui.probe_panel(job, mouse.hover or pinned, pinned)
+        label_ui(job, snap)
         if warp is not None:
             scrub_ui(job, snap, warp)
     if snap.get("hist_step") is None:
@@ -270,6 +283,75 @@ def render(job, snap) -> None:
     if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
         st.session_state["toy_curves_fig"] = figures.curves_spec(snap)
     ui.live_figure(st.session_state["toy_curves_fig"], key="toy_curves")
+
+
+def given_labels(job) -> dict[int, int]:
+    """Labels given to this run by clicking: view point -> cluster (0-based)."""
+    return st.session_state.setdefault("toy_given", {}).setdefault(id(job), {})
+
+
+def label_click(job, snap, click: dict) -> None:
+    """Label mode: give the point nearest to the click (within 4 % of the plot's span) the brush's label."""
+    points = snap.get("points")
+    span = np.ptp(points, axis=0) + 1e-9
+    d = np.hypot(*((points - [click["x"], click["y"]]) / span).T)
+    nearest = int(d.argmin())
+    if d[nearest] > 0.04:
+        st.toast("No point there: click on a point to label it.", icon=":material/touch_app:")
+        return
+    brush = int(st.session_state.get("toy_brush", 0))
+    given_labels(job)[nearest] = brush
+    st.session_state.pop("toy_suggest", None)
+    job.label(nearest, brush)
+
+
+def suggest_point(snap, given: dict[int, int]) -> int | None:
+    """The unlabelled point q(c|x) is least sure about (lowest top probability): the most useful to label."""
+    conf = snap.get("confidence")
+    if conf is None:
+        return None
+    conf = conf.astype(float).copy()
+    conf[list(given)] = np.inf
+    if snap.get("labelled") is not None:
+        conf[snap.get("labelled").astype(bool)] = np.inf
+    return None if not np.isfinite(conf).any() else int(conf.argmin())
+
+
+def label_ui(job, snap) -> None:
+    """Label by clicking: a brush, a suggestion, and accuracy on the unlabelled points against labels used."""
+    on = st.toggle("label points by clicking", key="toy_label_mode",
+                   help="Semi-supervised by hand: while on, a click on the chart gives the nearest point the "
+                        "brush's label (a diamond) and training uses it from the next step; off, a click pins "
+                        "the point probe.")
+    if not on:
+        return
+    k = len(snap.get("pi"))
+    left, mid, right = st.columns([1, 1, 2])
+    left.selectbox("brush", list(range(k)), format_func=lambda c: f"cluster {c + 1}", key="toy_brush",
+                   help="The label a click gives.")
+    given = given_labels(job)
+    if mid.button("Suggest a point", key="toy_suggest_button", icon=":material/lightbulb:",
+                  help="Rings (orange) the unlabelled point q(c|x) is least sure about: labelling it helps most."):
+        st.session_state["toy_suggest"] = suggest_point(snap, given)
+    if job.message.startswith(("Point labelled", "That point is held out", "label must")):
+        mid.caption(job.message)  # what the run did with the last click
+    y, assign = snap.get("y_true"), snap.get("assign")
+    if y is None or assign is None:
+        right.caption("The data has no true labels, so accuracy is not shown.")
+        return
+    unlabelled = np.ones(len(y), bool)
+    unlabelled[list(given)] = False
+    if snap.get("labelled") is not None:
+        unlabelled &= ~snap.get("labelled").astype(bool)
+    from vmonf.metrics import clustering_scores
+
+    accuracy = clustering_scores(y[unlabelled], assign[unlabelled].astype(np.int64))["accuracy"]
+    curve = st.session_state.setdefault("toy_label_curve", {}).setdefault(id(job), {})
+    curve[int(job.info.get("n_labels", 0))] = accuracy  # the latest accuracy with this many labels
+    right.caption(f"Accuracy on the unlabelled points: **{accuracy:.3f}** with {job.info.get('n_labels', 0)} labels.")
+    if len(curve) > 1:
+        right.line_chart({"labels used": list(curve), "accuracy (unlabelled points)": list(curve.values())},
+                         x="labels used", y="accuracy (unlabelled points)", height=160)
 
 
 def scrub_ui(job, snap, component: int) -> None:

@@ -341,3 +341,26 @@ def test_point_probe_reads_the_models_numbers_at_the_mouse(server, browser, tmp_
         assert max(abs(a - b) for a, b in zip(model.responsibilities(x)[0].tolist(), shown_p, strict=True)) < 1e-3
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_a_click_in_label_mode_labels_a_point_and_training_uses_it(server, browser):
+    from vmonf.data import make_toy
+    from vmonf.starts import split_indices
+
+    url, _ = server
+    page = open_and_start(browser, url, "?ds=moons&k=2&init=kmeans")
+    wait_until(lambda: (step_counter(page) or 0) >= 20, timeout=90)
+    page.get_by_text("label points by clicking").click()
+    wait_until(lambda: page.get_by_text("Suggest a point").count(), timeout=20)
+    x, _ = make_toy("moons", 1000, seed=0)
+    row = int(split_indices(1000, 0, 0.1)[0][0])  # a training point (the view holds all 1,000, in order)
+    chart = page.locator(".vmonf-live").first
+    px = chart.evaluate("(e, p) => { const L = e._fullLayout, r = e.getBoundingClientRect();"
+                        " return [r.left + L.xaxis._offset + L.xaxis.c2p(p[0]), r.top + L.yaxis._offset +"
+                        " L.yaxis.c2p(p[1])]; }", [float(x[row, 0]), float(x[row, 1])])
+    page.mouse.click(px[0], px[1])
+    wait_until(lambda: page.get_by_text("Point labelled as cluster 1").count(), timeout=20)
+    assert page.get_by_text("1 labelled points now guide q", exact=False).count()
+    wait_until(lambda: "labelled by you" in chart.evaluate("e => e.data.map(t => t.name).join(',')"), timeout=20)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

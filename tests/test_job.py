@@ -211,3 +211,25 @@ def test_probe_answers_with_the_models_own_numbers_while_running_and_after_stop(
         assert abs(after["log_p"] - float(model.log_prob(x))) < 1e-4
         np.testing.assert_allclose(after["p"], model.responsibilities(x)[0].numpy(), atol=1e-5)
     assert after["elbo"] <= after["log_p"] + 1e-5
+
+
+def test_a_label_given_while_training_reaches_the_trainer():
+    job = started()
+    try:
+        assert job.wait_for(lambda j: j.latest() is not None and j.latest().step >= 10, 60)
+        answers = {}
+        for point in range(8):  # a few of the view's points; held-out ones are refused with a reason
+            job.message = ""
+            job.label(point, 1)
+            assert job.wait_for(lambda j: j.message, 10)
+            answers[point] = (job.message, job.info.get("n_labels"))
+        taken = [p for p, (m, _) in answers.items() if "labelled as cluster 2" in m]
+        refused = [p for p, (m, _) in answers.items() if "held out" in m]
+        assert taken and len(taken) + len(refused) == 8
+        assert [answers[p][1] for p in taken] == list(range(1, len(taken) + 1))  # each one counted once
+        job.message = ""
+        job.label(taken[0], 99)  # not a component
+        assert job.wait_for(lambda j: "label must be a component" in j.message, 10)
+        assert job.alive and job.state == "running"
+    finally:
+        job.stop()

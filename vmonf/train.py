@@ -135,6 +135,23 @@ class Trainer:
         self.last_loss = math.nan
         self._good_state = self._copy_state()
 
+    def set_label(self, row: int, label: int) -> int:
+        """Reveal the label of training point ``row`` (``-1`` takes it back): from the next step its q is pinned
+        to it and the label's cross-entropy trains q (semi-supervised, as labels given at the start).
+        Returns how many training points are labelled now."""
+        k = self.model.config.n_components
+        if not -1 <= int(label) < k:
+            raise ValueError(f"label must be a component from 0 to {k - 1}, or -1; got {label}.")
+        if not 0 <= int(row) < len(self.x):
+            raise ValueError(f"row must be a training point, 0 to {len(self.x) - 1}; got {row}.")
+        if self.y is None:
+            self.y = torch.full((len(self.x),), -1, dtype=torch.long, device=self.x.device)
+        self.y[int(row)] = int(label)
+        count = int((self.y >= 0).sum())
+        if count == 0:
+            self.y = None
+        return count
+
     # -- state ------------------------------------------------------------------------------------
     def _copy_state(self) -> dict:
         return {"model": copy.deepcopy(self.model.state_dict()), "opt": copy.deepcopy(self.optimizer.state_dict())}

@@ -201,11 +201,22 @@ def density_spec(
 _UNASSIGNED_RGB = (90, 90, 90)
 
 
-def ring(x: float, y: float, radius_px: int = 7) -> dict:
-    """A layout shape: a ring of ``radius_px`` pixels around the data point ``(x, y)`` (the pinned probe point)."""
+def ring(x: float, y: float, radius_px: int = 7, color: str = "black") -> dict:
+    """A layout shape: a ring of ``radius_px`` pixels around the data point ``(x, y)`` (the pinned probe point,
+    a suggested point to label)."""
     return {"type": "circle", "xref": "x", "yref": "y", "xsizemode": "pixel", "ysizemode": "pixel",
             "xanchor": x, "yanchor": y, "x0": -radius_px, "x1": radius_px, "y0": -radius_px, "y1": radius_px,
-            "line": {"color": "black", "width": 2}}
+            "line": {"color": color, "width": 2}}
+
+
+def given_labels_trace(snap: Snapshot, given: dict[int, int]) -> dict:
+    """Points labelled by clicking (view index -> cluster), as diamonds in their cluster's colour."""
+    points = snap.get("points")
+    idx = [i for i in given if i < len(points)]
+    return {"type": "scattergl", "mode": "markers", "x": packed(points[idx, 0]), "y": packed(points[idx, 1]),
+            "name": "labelled by you", "hoverinfo": "skip",
+            "marker": {"symbol": "diamond", "size": 11, "color": [color(given[i]) for i in idx],
+                       "line": {"color": "black", "width": 1.5}}}
 
 
 def _disc(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -213,6 +213,11 @@ class TrainingJob:
         """The latest flow-stages answer (:meth:`flow_stages`): component, names, stages, step, id."""
         return self.answers.get("stages")
 
+    def label(self, point: int, label: int) -> None:
+        """Give the view's point ``point`` (an index into the frames' points) the label ``label`` (0-based);
+        the worker says what it did (``message``, and ``info["n_labels"]``)."""
+        self._send({"cmd": "label", "point": int(point), "label": int(label)})
+
     def remove_component(self, component: int) -> None:
         """Take component ``component`` (0-based) out of the mixture; the worker says what it did."""
         self._send({"cmd": "remove", "component": int(component)})

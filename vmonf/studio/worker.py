@@ -10,7 +10,8 @@ Wire format, both directions pickle-free:
   ``{"cmd": "step", "n": 50}``, ``{"cmd": "remove", "component": 2}`` (take a component out of the mixture),
   ``{"cmd": "probe", "x": [0.5, -1.0], "id": 3}`` (the model's numbers at one point, answered by an event
   ``{"probe": {...}}`` without a state, :func:`probe_numbers`), ``{"cmd": "stages", "component": 1, "id": 4}``
-  (one flow layer by layer, :func:`vmonf.studio.capture.flow_stages`, answered by ``{"stages": {...}}``).
+  (one flow layer by layer, :func:`vmonf.studio.capture.flow_stages`, answered by ``{"stages": {...}}``),
+  ``{"cmd": "label", "point": 17, "label": 2}`` (the view's point 17 is labelled cluster 3 from now on).
 - stdout: messages ``kind (1 byte) | length (4 bytes, big-endian) | payload`` with kind ``S`` (snapshot
   ``.npz``), ``E`` (event JSON: state changes, errors) or ``C`` (checkpoint bytes, sent on stop).
 """
@@ -448,7 +449,7 @@ class Session:
         from vmonf.data import augmented_features
         from vmonf.devices import describe_device, resolve_device
         from vmonf.model import ModelConfig
-        from vmonf.starts import start_training
+        from vmonf.starts import split_indices, start_training
         from vmonf.studio.capture import data_snapshot
         from vmonf.train import TrainConfig
 
@@ -473,6 +474,9 @@ class Session:
                                 device=self.device, val_fraction=spec.val_fraction, x_perturbed=perturbed,
                                 on_event=self.on_start_event)
         self.trainer = result.trainer
+        train_rows, _ = split_indices(len(x), config.seed, spec.val_fraction)  # the split start_training made
+        self.train_row = {int(r): i for i, r in enumerate(train_rows)}  # data row -> the trainer's row
+        self.n_labels = 0 if self.trainer.y is None else int((self.trainer.y >= 0).sum())
         self.init_method, self.init_scores, self.init_skipped = result.init_method, result.candidates, result.skipped
         if result.candidates:  # the kept candidate's curves go on
             self.history_key = self.init_method
@@ -616,6 +620,9 @@ class Session:
             with self._out_lock:
                 write_message(self.out, EVENT, json.dumps({"stages": answer}).encode())
             return True
+        elif name == "label":
+            self.label(cmd)
+            return True
         elif name == "remove":
             try:
                 removed = self.trainer.remove([int(cmd.get("component", -1))])
@@ -630,6 +637,23 @@ class Session:
         else:
             self.event(state)
         return True
+
+    def label(self, cmd: dict) -> None:
+        """Give the view's point ``cmd["point"]`` the label ``cmd["label"]`` (a click on the chart, in label mode)."""
+        try:
+            point, label = int(cmd["point"]), int(cmd["label"])
+            row = int(self.view.index[point]) if self.view.index is not None else point
+        except (KeyError, TypeError, ValueError, IndexError):
+            return
+        if row not in self.train_row:
+            message = "That point is held out to measure the fit (validation); label another one."
+        else:
+            try:
+                self.n_labels = self.trainer.set_label(self.train_row[row], label)
+                message = f"Point labelled as cluster {label + 1}: {self.n_labels} labelled points now guide q."
+            except ValueError as exc:
+                message = str(exc)
+        self.event(self.state, message=message, n_labels=self.n_labels)
 
     def next_command(self) -> dict | None:
         """The next command: one kept from the start first; blocks while idle, only looks while training."""
