@@ -116,7 +116,8 @@ export default function (component) {
   el.__vmonfProbe = !!(data && typeof data === "object" && data.probe);
   if (!el.__vmonfMouse) {
     // The point probe: the mouse's place in data coordinates goes to Python (state "hover", at most every
-    // 200 ms, null on leaving); a click that is not a drag pins a point (state "pin").
+    // 400 ms: each one reruns the live panel on the server, which on 2 cores comes out of training;
+    // null on leaving); a click that is not a drag pins a point (state "pin").
     el.__vmonfMouse = true;
     let last = 0, timer = null, down = null;
     const at = (ev) => {
@@ -132,7 +133,7 @@ export default function (component) {
       const p = at(ev);
       if (!p) { return; }
       clearTimeout(timer);
-      const wait = 200 - (performance.now() - last);
+      const wait = 400 - (performance.now() - last);
       const go = () => { last = performance.now(); el.dataset.hover = JSON.stringify(p); send("hover", p); };
       if (wait <= 0) { go(); } else { timer = setTimeout(go, wait); }
     });
