@@ -30,6 +30,33 @@ def model_summary(data: bytes, what: str) -> None:
                + ".", icon=":material/check_circle:")
 
 
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def trained_model(data: bytes):
+    """The run's model, loaded as plain weights (``weights_only``) after :func:`checked` accepted it."""
+    from vmonf.checkpoint import load_checkpoint
+
+    return load_checkpoint(data)[0]
+
+
+def flow_scrubber(run: Run) -> None:
+    """The run's trained model, one component's flow layer by layer, with the last frame's points."""
+    from vmonf.studio import figures
+    from vmonf.studio.capture import flow_stages
+
+    model, last = trained_model(run.checkpoint), run.frames[-1]
+    k = model.config.n_components
+    component = st.selectbox("component", list(range(k)), format_func=lambda c: f"component {c + 1}",
+                             key="replay_scrub_component")
+    stages = flow_stages(model, component, last.get("points"), seed=int(run.settings.get("data_seed", 0)))
+    names = stages["names"]
+    index = st.select_slider("flow layer", list(range(len(names))), len(names) - 1, key=f"replay_scrub_{len(names)}",
+                             format_func=lambda i: f"{i}: {names[i]}",
+                             help="From the component's Gaussian base space (0) through each block to data space: "
+                                  "the grid, 1-2-3 σ circles and samples move forward, the data points back.")
+    ui.live_figure(lambda: figures.stage_spec(stages, index, last.get("assign")), key="replay_stages",
+                   token=(id(run.checkpoint), component, index))
+
+
 def session_run() -> Run | None:
     job = ui.current_job("toy")
     if job is None or not len(job.recording):
@@ -78,6 +105,10 @@ st.caption(f"{len(run.frames)} frames recorded, steps {run.frames[0].step}–{ru
            "Press ▶ Play under the chart; drag the slider to scrub. It plays in your browser, no server needed.")
 st.plotly_chart(ex.animation_figure(frames, title=title, frame_ms=int(1000 / fps)), key="replay_chart",
                 config={"displaylogo": False})
+
+if run.checkpoint is not None and checked(run.checkpoint)["ok"]:
+    with st.expander("Scrub through a flow of the trained model", icon=":material/layers:"):
+        flow_scrubber(run)
 
 st.subheader("Export")
 e1, e2, e3 = st.columns(3)

@@ -153,6 +153,10 @@ def test_replay_page_plays_and_exports_the_session_run(app):
     button(app, "Prepare the export").click().run()
     assert not app.exception and not app.error
     assert any(b.label.startswith("Download vmonf-") for b in app.get("download_button"))
+    scrub = next(s for s in app.select_slider if s.key and s.key.startswith("replay_scrub_"))
+    scrub.set_value(0).run()  # the trained model's flow, back in its Gaussian base space
+    assert not app.exception
+    assert "stage 0 of" in app.session_state["_live_replay_stages"][1]  # the figure's title
     app.switch_page("pages/playground.py").run()
 
 

@@ -235,7 +235,7 @@ def flow_stages(model: VMoNFModel, component: int, points: np.ndarray, *, n_samp
     gen = torch.Generator(device=device).manual_seed(seed)
     samples = torch.randn(n_samples, 2, generator=gen, device=device, dtype=dtype)
     base = torch.cat([grid.reshape(-1, 2), circles.reshape(-1, 2), samples])
-    pts = torch.as_tensor(np.asarray(points, dtype=np.float32), device=device, dtype=dtype)
+    pts = torch.tensor(np.asarray(points, dtype=np.float32), device=device, dtype=dtype)  # a copy: frames are read-only
     was_training = model.training
     model.eval()
     try:
