@@ -178,18 +178,24 @@ def _component_table(model: VMoNFModel, pts: torch.Tensor) -> dict[str, np.ndarr
             "comp_loglik": torch.where(active, loglik, torch.nan).cpu().numpy().astype(np.float32)}
 
 
+def _base_grid(n_lines: int, n_points: int, extent: float, device, dtype=None) -> torch.Tensor:
+    """A square grid of lines in base space, ``(2 * n_lines, n_points, 2)``: the horizontal lines of
+    ``[-extent, extent]^2``, then the vertical ones."""
+    import torch
+
+    ticks = torch.linspace(-extent, extent, n_lines, device=device, dtype=dtype)
+    along = torch.linspace(-extent, extent, n_points, device=device, dtype=dtype)
+    horiz = torch.stack([along.expand(n_lines, -1), ticks[:, None].expand(-1, n_points)], -1)
+    return torch.cat([horiz, horiz.flip(-1)])
+
+
 def _warp_lines(model: VMoNFModel, n_lines: int = 13, n_points: int = 40, extent: float = 2.5) -> torch.Tensor:
     """A square grid of lines in the base space, pushed through every component's flow to data space.
 
     Returns ``(K, 2 * n_lines, n_points, 2)``: for component k, the images of the horizontal and the
     vertical lines of the grid ``[-extent, extent]^2``. Shows students how each flow bends space.
     """
-    import torch
-
-    ticks = torch.linspace(-extent, extent, n_lines, device=model.shift.device)
-    along = torch.linspace(-extent, extent, n_points, device=model.shift.device)
-    horiz = torch.stack([along.expand(n_lines, -1), ticks[:, None].expand(-1, n_points)], -1)
-    lines = torch.cat([horiz, horiz.flip(-1)])  # (2L, P, 2): horizontal, then vertical lines
+    lines = _base_grid(n_lines, n_points, extent, model.shift.device)
     k = model.config.n_components
     z = lines.reshape(1, -1, 2).expand(k, -1, -1).contiguous()
     x, _ = model.flows.inverse(z)
@@ -225,10 +231,7 @@ def flow_stages(model: VMoNFModel, component: int, points: np.ndarray, *, n_samp
     if not 0 <= component < k_all:
         raise ValueError(f"component must be in [0, {k_all - 1}], got {component}.")
     device, dtype = model.shift.device, model.shift.dtype
-    ticks = torch.linspace(-extent, extent, n_lines, device=device, dtype=dtype)
-    along = torch.linspace(-extent, extent, n_points, device=device, dtype=dtype)
-    horiz = torch.stack([along.expand(n_lines, -1), ticks[:, None].expand(-1, n_points)], -1)
-    grid = torch.cat([horiz, horiz.flip(-1)])  # (2L, P, 2)
+    grid = _base_grid(n_lines, n_points, extent, device, dtype)  # (2L, P, 2)
     angle = torch.linspace(0, 2 * math.pi, 61, device=device, dtype=dtype)
     unit = torch.stack([angle.cos(), angle.sin()], -1)
     circles = torch.stack([r * unit for r in (1.0, 2.0, 3.0)])  # (3, 61, 2)

@@ -486,6 +486,15 @@ class Session:
         with self._out_lock:
             write_message(self.out, EVENT, json.dumps({"state": S(state).value, **info}).encode())
 
+    def answer(self, name: str, cmd: dict, answer: dict | None) -> None:
+        """Answer the question ``cmd`` (``name``: probe, stages) with an event that changes no state;
+        nothing is sent for a question that had no answer (a malformed point, a component out of range)."""
+        if answer is None:
+            return
+        answer.update(id=cmd.get("id"), step=self.trainer.step_count)
+        with self._out_lock:
+            write_message(self.out, EVENT, json.dumps({name: answer}).encode())
+
     def send(self, snap) -> None:
         data = snap.to_bytes()
         with self._out_lock:
@@ -602,11 +611,7 @@ class Session:
             self.step_budget = max(1, int(cmd.get("n", 50)))
             state = S.STEPPING
         elif name == "probe":
-            answer = probe_numbers(self.trainer.model, cmd.get("x"))
-            if answer is not None:
-                answer.update(id=cmd.get("id"), step=self.trainer.step_count)
-                with self._out_lock:
-                    write_message(self.out, EVENT, json.dumps({"probe": answer}).encode())
+            self.answer("probe", cmd, probe_numbers(self.trainer.model, cmd.get("x")))
             return True
         elif name == "stages":
             from vmonf.studio.capture import flow_stages
@@ -615,10 +620,8 @@ class Session:
                 answer = flow_stages(self.trainer.model, int(cmd.get("component", 0)), self.view.points,
                                      seed=self.spec.data_seed)
             except (TypeError, ValueError):
-                return True
-            answer.update(id=cmd.get("id"), step=self.trainer.step_count)
-            with self._out_lock:
-                write_message(self.out, EVENT, json.dumps({"stages": answer}).encode())
+                answer = None
+            self.answer("stages", cmd, answer)
             return True
         elif name == "label":
             self.label(cmd)
