@@ -195,3 +195,24 @@ def test_explain_gives_the_library_numbers_and_the_gap_is_the_kl():
         kl = (t.q * (t.q.log() - t.p.log())).sum(-1)
     torch.testing.assert_close(t.gap, kl)
     assert (t.gap >= -1e-12).all() and torch.allclose(t.q.sum(-1), torch.ones(16, dtype=torch.float64))
+
+
+def test_evaluation_uses_the_temperature_training_is_at():
+    from vmonf.train import TrainConfig, Trainer
+
+    x = torch.randn(300, 2)
+    model = VMoNFModel(ModelConfig(3, 2, depth=1, hidden=8))
+    model.set_standardization(x.mean(0), x.std(0))
+    with torch.no_grad():  # a q that is far from uniform, so that its temperature shows
+        for p in model.posterior.parameters():
+            p.add_(torch.randn_like(p))
+    trainer = Trainer(model, x[:250], config=TrainConfig(temperature_decay=0.01, consistency=0.0, eval_every=10_000),
+                      x_val=x[250:])
+    trainer.run(60)
+    t = trainer.temperature()
+    assert 0.5 < t < 0.6
+    row = trainer.evaluate()
+    with torch.no_grad():
+        assert row["val_elbo"] == pytest.approx(float(model.elbo(x[250:], temperature=t).mean()), rel=1e-5)
+        assert row["val_elbo"] != pytest.approx(float(model.elbo(x[250:]).mean()), rel=1e-4)
+        assert row["val_loglik"] == pytest.approx(float(model.log_prob(x[250:]).mean()), rel=1e-5)  # no T in it

@@ -82,8 +82,10 @@ def train(args: argparse.Namespace) -> dict:
         step = trainer.step_count
         _, recording, history, printed = runs.setdefault(id(trainer), (trainer, Recording(args.max_frames), [], set()))
         if view is not None:
-            history.append({**trainer.progress(), **evaluation_row(trainer.model, trainer.x_val)})
-            snap = take_snapshot(trainer.model, view, history, {"step": step}, seed=args.seed)
+            evaluated = evaluation_row(trainer.model, trainer.x_val, trainer.temperature())
+            history.append({**trainer.progress(), **evaluated})
+            snap = take_snapshot(trainer.model, view, history, {"step": step, "temperature": trainer.temperature()},
+                                 seed=args.seed)
             record_scores(history, snap)
             recording.append(snap)
         if step // report_every not in printed and step > (trainer.config.init_steps if choosing else 0):

@@ -208,10 +208,10 @@ class VMoNFModel(nn.Module):
         return torch.softmax(self.log_joint(x), dim=-1)
 
     @torch.no_grad()
-    def explain(self, x: Tensor) -> PointTerms:
-        """q(c|x), p(c|x), log pi_k + log p(x|k), log p(x), the ELBO and its gap at each point, from one pass
-        (what the playground's point probe shows)."""
-        log_q = self.posterior_log_probs(x)
+    def explain(self, x: Tensor, temperature: float = 1.0) -> PointTerms:
+        """q(c|x) (at ``temperature``), p(c|x), log pi_k + log p(x|k), log p(x), the ELBO and its gap at each
+        point, from one pass (what the playground's point probe shows)."""
+        log_q = self.posterior_log_probs(x, temperature)
         comp = self.component_log_prob(x)
         log_joint = comp + self.log_pi
         log_p = torch.logsumexp(log_joint, dim=-1)

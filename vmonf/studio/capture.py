@@ -75,7 +75,8 @@ def data_snapshot(view: View, k: int, meta: dict, assign: np.ndarray | None = No
 
 
 def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int = 0) -> Snapshot:
-    """Evaluate the model on the view: densities on the grid, assignments, samples, metrics.
+    """Evaluate the model on the view: densities on the grid, assignments, samples, metrics. q is taken at
+    ``meta["temperature"]`` when given (the one training is at), else at 1.
 
     ``history`` (the run's curve rows, last row this step's) is read, not changed: the frame's curves include
     its own ARI/NMI, and :func:`record_scores` keeps them in ``history`` for later frames. The model is
@@ -105,7 +106,8 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
     from vmonf.train import chunked
     device = model.shift.device
     pts = torch.as_tensor(view.points, device=device)
-    q = chunked(lambda t: model.posterior_log_probs(t).exp(), pts)
+    temperature = float(meta.get("temperature", 1.0))  # q as training has it at this step (evaluation_row)
+    q = chunked(lambda t: model.posterior_log_probs(t, temperature).exp(), pts)
     conf, assign = q.max(1)
     arrays: dict[str, np.ndarray] = {
         "points": view.points.astype(np.float32), "assign": assign.cpu().numpy().astype(np.int16),
@@ -138,7 +140,7 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
             arrays["comp_log_density"] = comp.T.reshape(-1, len(view.grid_y), g).cpu().numpy().astype(np.float32)
         # The variational posterior q(c|x) and the exact one p(c|x) on the grid: cluster and confidence.
         shape = (len(view.grid_y), g)
-        for name, probs in (("q", chunked(lambda t: model.posterior_log_probs(t).exp(), grid)),
+        for name, probs in (("q", chunked(lambda t: model.posterior_log_probs(t, temperature).exp(), grid)),
                             ("p", torch.softmax(comp + model.log_pi, -1))):
             conf, arg = probs.max(-1)
             arrays[f"{name}_grid_assign"] = arg.reshape(shape).cpu().numpy().astype(np.int16)

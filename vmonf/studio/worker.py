@@ -134,7 +134,7 @@ def preview_frame(spec: JobSpec):
     return data_snapshot(spec_view(spec, data, labels), spec.n_components, meta)
 
 
-def probe_numbers(model, x) -> dict | None:
+def probe_numbers(model, x, temperature: float = 1.0) -> dict | None:
     """The point probe's numbers at ``x`` (a list of ``dim`` numbers) from the library
     (:meth:`vmonf.model.VMoNFModel.explain`), as JSON-able lists; ``None`` when ``x`` is not such a point."""
     import torch
@@ -145,7 +145,7 @@ def probe_numbers(model, x) -> dict | None:
         return None
     if point.shape[1] != model.config.dim or not bool(torch.isfinite(point).all()):
         return None
-    t = model.explain(point)
+    t = model.explain(point, temperature)
     out: dict = {"x": [float(v) for v in x]}
     out.update({name: getattr(t, name)[0].cpu().tolist() for name in ("q", "p", "log_joint")})
     out.update({name: float(getattr(t, name)[0]) for name in ("log_p", "elbo", "gap")})
@@ -165,7 +165,7 @@ class FrameDrawer:
         from vmonf.train import evaluation_row
 
         row = {key: job[key] for key in ("step", "loss", "temperature", "seconds")}
-        row.update(evaluation_row(model, job["x_val"]))
+        row.update(evaluation_row(model, job["x_val"], job["temperature"]))
         key = job["history"]
         history = self.histories[key] = append_bounded(self.histories.get(key, []), row, MAX_HISTORY)
         meta = {**job["meta"], "temperature": row["temperature"], "loss": row["loss"]}
@@ -611,7 +611,7 @@ class Session:
             self.step_budget = max(1, int(cmd.get("n", 50)))
             state = S.STEPPING
         elif name == "probe":
-            self.answer("probe", cmd, probe_numbers(self.trainer.model, cmd.get("x")))
+            self.answer("probe", cmd, probe_numbers(self.trainer.model, cmd.get("x"), self.trainer.temperature()))
             return True
         elif name == "stages":
             from vmonf.studio.capture import flow_stages
