@@ -87,6 +87,11 @@ def chunked(fn, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
 
 
 @torch.no_grad()
+def temperature_at(decay: float, step: int) -> float:
+    """The paper's temperature on q's logits, ``T = exp(-decay * step)``, kept at 0.01 or above."""
+    return max(math.exp(-decay * step), 1e-2)
+
+
 def evaluation_row(model: VMoNFModel, x_val: Tensor | None, temperature: float = 1.0) -> dict:
     """The mixture weights and, on held-out points ``x_val``, the ELBO, its three parts and log p(x).
 
@@ -175,7 +180,7 @@ class Trainer:
         return c.entropy_warmup * max(0.0, 1.0 - max(since, 0) / max(c.entropy_warmup_steps, 1))
 
     def temperature(self) -> float:
-        return max(math.exp(-self.config.temperature_decay * self.step_count), 1e-2)
+        return temperature_at(self.config.temperature_decay, self.step_count)
 
     # -- initialisation ---------------------------------------------------------------------------
     def initialize(self, partition: np.ndarray | None) -> None:

@@ -163,8 +163,12 @@ class TrainingJob:
         from vmonf.studio.worker import probe_numbers
 
         def local(model):
-            answer = probe_numbers(model, [x, y])
-            return None if answer is None else {**answer, "step": self._latest.step if self._latest else 0}
+            step = self._latest.step if self._latest else 0
+            from vmonf.train import temperature_at
+
+            ended_at = temperature_at(float(self.spec.train.get("temperature_decay", 0.0)), step)
+            answer = probe_numbers(model, [x, y], ended_at)
+            return None if answer is None else {**answer, "step": step}
 
         self._ask("probe", {"x": [float(x), float(y)]}, local, wait)
 
