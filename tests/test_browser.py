@@ -364,3 +364,27 @@ def test_a_click_in_label_mode_labels_a_point_and_training_uses_it(server, brows
     wait_until(lambda: "labelled by you" in chart.evaluate("e => e.data.map(t => t.name).join(',')"), timeout=20)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_flow_scrubber_goes_from_the_base_gaussian_to_data_space(server, browser):
+    import numpy as np
+
+    url, _ = server
+    page = open_and_start(browser, url, "?ds=moons&k=2&init=kmeans")
+    wait_until(lambda: (step_counter(page) or 0) >= 20, timeout=90)
+    page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="flow warp of component 1").click()
+    stage_of = ("() => { for (const e of document.querySelectorAll('.vmonf-live')) {"
+                "  const m = JSON.parse(e.dataset.run || '{}'); if (typeof m.stage === 'number') {"
+                "    const s = e._fullData.find(t => t.name === 'base samples pushed this far');"
+                "    return [m.stage, e.layout.title.text, Array.from(s.x), Array.from(s.y)]; } } return null; }")
+    last, title, _, _ = wait_until(lambda: page.evaluate(stage_of), timeout=30)
+    assert last >= 3 and "data space" in title  # it opens on the data
+    page.get_by_role("slider").last.focus()  # the flow layer: the last slider on the page
+    page.keyboard.press("Home")
+    stage, title, xs, ys = wait_until(lambda: (s := page.evaluate(stage_of)) and s[0] == 0 and s, timeout=30)
+    assert "Gaussian base space" in title
+    z = np.array([xs, ys]).T  # the base samples, back where they started: a standard normal
+    assert abs(z.mean()) < 0.2 and 0.8 < z.std() < 1.2 and len(z) == 300
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
