@@ -303,6 +303,13 @@ def test_a_dropped_connection_keeps_the_run_and_starts_no_second_worker(server, 
     page.close()
 
 
+def start_moons(browser, url, steps: int):
+    """A quick two-moons run (K=2, k-means start), opened and trained past ``steps``; returns its page."""
+    page = open_and_start(browser, url, "?ds=moons&k=2&init=kmeans")
+    wait_until(lambda: (step_counter(page) or 0) >= steps, timeout=90)
+    return page
+
+
 def test_point_probe_reads_the_models_numbers_at_the_mouse(server, browser, tmp_path):
     """Hovering and clicking the density chart shows the run's own numbers at that point: after Stop, the
     downloaded model gives the same log p(x) and p(c|x) there (to 1e-3)."""
@@ -314,8 +321,7 @@ def test_point_probe_reads_the_models_numbers_at_the_mouse(server, browser, tmp_
     from vmonf.checkpoint import load_checkpoint
 
     url, _ = server
-    page = open_and_start(browser, url, "?ds=moons&k=2&init=kmeans")
-    wait_until(lambda: (step_counter(page) or 0) >= 30, timeout=90)
+    page = start_moons(browser, url, 30)
     click(page, "Pause")
     wait_until(lambda: page.get_by_text("paused", exact=True).count() > 0, timeout=15)
     chart = page.locator(".vmonf-live").first
@@ -348,8 +354,7 @@ def test_a_click_in_label_mode_labels_a_point_and_training_uses_it(server, brows
     from vmonf.starts import split_indices
 
     url, _ = server
-    page = open_and_start(browser, url, "?ds=moons&k=2&init=kmeans")
-    wait_until(lambda: (step_counter(page) or 0) >= 20, timeout=90)
+    page = start_moons(browser, url, 20)
     page.get_by_text("label points by clicking").click()
     wait_until(lambda: page.get_by_text("Suggest a point").count(), timeout=20)
     x, _ = make_toy("moons", 1000, seed=0)
@@ -370,8 +375,7 @@ def test_flow_scrubber_goes_from_the_base_gaussian_to_data_space(server, browser
     import numpy as np
 
     url, _ = server
-    page = open_and_start(browser, url, "?ds=moons&k=2&init=kmeans")
-    wait_until(lambda: (step_counter(page) or 0) >= 20, timeout=90)
+    page = start_moons(browser, url, 20)
     page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name="flow warp of component 1").click()
     stage_of = ("() => { for (const e of document.querySelectorAll('.vmonf-live')) {"

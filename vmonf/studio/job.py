@@ -17,7 +17,7 @@ import weakref
 
 from vmonf.studio import pool
 from vmonf.studio.snapshot import Recording, Snapshot
-from vmonf.studio.states import ENDED, HALTED, TRAINING, RunState, allowed
+from vmonf.studio.states import ENDED, HALTED, PROBEABLE, RunState, allowed
 from vmonf.studio.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_message
 
 #: Trainings that may run at once in this server process (each one is a worker process).
@@ -52,10 +52,6 @@ def _stop_workers_at_exit() -> None:
 
 class BusyError(RuntimeError):
     """Every training slot is taken."""
-
-
-#: States in which the worker has a model to answer a probe with.
-PROBEABLE = TRAINING | HALTED
 
 
 class TrainingJob:

@@ -51,6 +51,7 @@ HALTED = frozenset({S.PAUSED, S.FINISHED, S.DIVERGED})  # the worker waits: Resu
 RESUMABLE = frozenset({S.PAUSED, S.FINISHED})  # the Resume and Step buttons (after divergence: lower the rate)
 ENDED = frozenset({S.STOPPED, S.ERROR})  # the worker has exited
 PREPARING = frozenset({S.STARTING, S.INITIALIZING})  # nothing trains yet: the start is shown instead
+PROBEABLE = TRAINING | HALTED  # the worker has a model to answer questions (probe, flow stages) with
 
 
 def allowed(old: str, new: str) -> bool:
