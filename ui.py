@@ -113,23 +113,68 @@ export default function (component) {
     });
   };
   el.__vmonfSet = component.setStateValue;
-  el.__vmonfProbe = !!(data && typeof data === "object" && data.probe);
+  const opts = data && typeof data === "object" ? data : {};
+  el.__vmonfProbe = !!opts.probe;
+  el.__vmonfTool = opts.tool || "probe";
   if (!el.__vmonfMouse) {
-    // The point probe: the mouse's place in data coordinates goes to Python (state "hover", at most every
-    // 400 ms: each one reruns the live panel on the server, which on 2 cores comes out of training;
-    // null on leaving); a click that is not a drag pins a point (state "pin").
+    // The mouse, reported to Python as state values (each carries a count "n", so a second click on the same
+    // spot is news). Tools "probe" and "label": the mouse's place in data coordinates ("hover", at most every
+    // 400 ms: each one reruns the live panel on the server, which on 2 cores comes out of training; null on
+    // leaving) and a click that is not a drag ("pin"). Tool "add": a click ("pin") or a drag ("stroke", the
+    // path) adds points; "box" and "lasso": a drag ("erase", a box or a polygon) or a click ("pin") removes
+    // them. The drag is drawn over the chart while it lasts.
     el.__vmonfMouse = true;
-    let last = 0, timer = null, down = null;
+    el.style.position = "relative";
+    let last = 0, timer = null, down = null, path = null, px = null, count = 0;
     const at = (ev) => {
       const L = el._fullLayout;
       if (!L || !L.xaxis || !L.yaxis || !L.xaxis.p2c) { return null; }
       const r = el.getBoundingClientRect();
-      const px = ev.clientX - r.left - L.xaxis._offset, py = ev.clientY - r.top - L.yaxis._offset;
-      if (px < 0 || py < 0 || px > L.xaxis._length || py > L.yaxis._length) { return null; }
-      return { x: L.xaxis.p2c(px), y: L.yaxis.p2c(py) };
+      const x = ev.clientX - r.left - L.xaxis._offset, y = ev.clientY - r.top - L.yaxis._offset;
+      if (x < 0 || y < 0 || x > L.xaxis._length || y > L.yaxis._length) { return null; }
+      return { x: L.xaxis.p2c(x), y: L.yaxis.p2c(y) };
     };
     const send = (name, value) => { if (el.__vmonfProbe && el.__vmonfSet) { el.__vmonfSet(name, value); } };
+    const NS = "http://www.w3.org/2000/svg";
+    const overlay = () => {
+      let svg = el.querySelector("svg.vmonf-drag");
+      if (!svg) {
+        svg = document.createElementNS(NS, "svg");
+        svg.setAttribute("class", "vmonf-drag");
+        svg.style.cssText = "position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none;z-index:10";
+        el.appendChild(svg);
+      }
+      return svg;
+    };
+    const sketch = () => {  // the drag so far, in the chart's pixels
+      const svg = overlay(), tool = el.__vmonfTool;
+      svg.innerHTML = "";
+      if (!px || px.length < 1) { return; }
+      const shape = document.createElementNS(NS, tool === "box" ? "rect" : "polyline");
+      if (tool === "box") {
+        const [a, b] = [px[0], px[px.length - 1]];
+        shape.setAttribute("x", Math.min(a[0], b[0])); shape.setAttribute("y", Math.min(a[1], b[1]));
+        shape.setAttribute("width", Math.abs(a[0] - b[0])); shape.setAttribute("height", Math.abs(a[1] - b[1]));
+      } else {
+        shape.setAttribute("points", px.map((p) => p.join(",")).join(" "));
+      }
+      shape.setAttribute("fill", tool === "add" ? "none" : "rgba(220,50,50,0.12)");
+      shape.setAttribute("stroke", tool === "add" ? "#333" : "#c33");
+      shape.setAttribute("stroke-dasharray", tool === "add" ? "" : "4 3");
+      svg.appendChild(shape);
+    };
+    const pixel = (ev) => { const r = el.getBoundingClientRect(); return [ev.clientX - r.left, ev.clientY - r.top]; };
+    // During a drag Plotly lays a cover over the page that takes the mouse events: follow them on the window.
+    window.addEventListener("mousemove", (ev) => {
+      if (!path) { return; }
+      const tool = el.__vmonfTool, p = at(ev), q = pixel(ev), end = px[px.length - 1];
+      if (!p || Math.hypot(q[0] - end[0], q[1] - end[1]) < (tool === "add" ? 12 : 4)) { return; }
+      if (tool === "box") { path[1] = p; px[1] = q; } else if (path.length < 400) { path.push(p); px.push(q); }
+      sketch();
+    });
     el.addEventListener("mousemove", (ev) => {
+      const tool = el.__vmonfTool;
+      if (path || (tool !== "probe" && tool !== "label")) { return; }
       const p = at(ev);
       if (!p) { return; }
       clearTimeout(timer);
@@ -137,13 +182,41 @@ export default function (component) {
       const go = () => { last = performance.now(); el.dataset.hover = JSON.stringify(p); send("hover", p); };
       if (wait <= 0) { go(); } else { timer = setTimeout(go, wait); }
     });
-    el.addEventListener("mouseleave", () => { clearTimeout(timer); send("hover", null); });
-    el.addEventListener("mousedown", (ev) => { down = [ev.clientX, ev.clientY]; });
+    el.addEventListener("mouseleave", () => {
+      clearTimeout(timer);
+      // Only news is sent: a value the page does not need would rerun it, and Streamlit folds a button's
+      // click that comes meanwhile into that run of the chart's panel alone.
+      if (el.dataset.hover && el.dataset.hover !== "null") { el.dataset.hover = "null"; send("hover", null); }
+    });
+    el.addEventListener("mousedown", (ev) => {
+      down = [ev.clientX, ev.clientY];
+      const tool = el.__vmonfTool, p = at(ev);
+      if (p && (tool === "add" || tool === "box" || tool === "lasso")) {
+        path = [p, p].slice(0, tool === "box" ? 2 : 1);
+        px = [pixel(ev), pixel(ev)].slice(0, tool === "box" ? 2 : 1);
+        ev.preventDefault();
+      }
+    });
+    window.addEventListener("mouseup", (ev) => {
+      if (!path) { return; }
+      const tool = el.__vmonfTool, drawn = path;
+      const moved = down && Math.abs(ev.clientX - down[0]) + Math.abs(ev.clientY - down[1]) > 4;
+      path = px = null;
+      overlay().innerHTML = "";
+      if (!moved) { return; }  // a click: the click handler sends it
+      el.dataset.drags = String(Number(el.dataset.drags || 0) + 1);
+      if (tool === "add") { send("stroke", { points: drawn, n: ++count }); }
+      else if (tool === "box") {
+        send("erase", { box: [drawn[0].x, drawn[1].x, drawn[0].y, drawn[1].y], n: ++count });
+      } else if (drawn.length >= 3) { send("erase", { lasso: drawn, n: ++count }); }
+    });
     el.addEventListener("click", (ev) => {
       const p = at(ev);
       if (!p || !down || Math.abs(ev.clientX - down[0]) + Math.abs(ev.clientY - down[1]) > 4) { return; }
-      el.dataset.pin = JSON.stringify(p);
-      send("pin", p);
+      const pin = { x: p.x, y: p.y, n: ++count };
+      el.dataset.pin = JSON.stringify(pin);
+      el.dataset.clicks = String(Number(el.dataset.clicks || 0) + 1);
+      send("pin", pin);
     });
   }
   if (data && typeof data === "object" && data.feed) {
@@ -170,21 +243,24 @@ export default function (component) {
   el.__vmonfFeed = null;  // inline figures from here on: a feed's loop ends
   // The panel re-sends the last frame between updates; parsing and re-plotting it again would only
   // cost the browser (and, on one machine, the training) time.
-  if (!data || el.__vmonfData === data) { return; }
-  el.__vmonfData = data;
-  draw(typeof data === "string" ? JSON.parse(data) : data).catch(() => { el.__vmonfData = null; });
+  const fig = data && typeof data === "object" ? data.inline : data;
+  if (!fig || el.__vmonfData === fig) { return; }
+  el.__vmonfData = fig;
+  draw(typeof fig === "string" ? JSON.parse(fig) : fig).catch(() => { el.__vmonfData = null; });
 }
 """
 _live_component = st.components.v2.component("vmonf_live_plot", js=_LIVE_JS, isolate_styles=False)
 
 
-def live_figure(fig: go.Figure | dict | Callable[[], dict], *, key: str, token: tuple | None = None) -> None:
+def live_figure(fig: go.Figure | dict | Callable[[], dict], *, key: str, token: tuple | None = None,
+                tool: str | None = None):
     """Show ``fig`` (a figure, a ``vmonf.studio.figures`` spec dict, or a function making one) in a chart that
     updates in place.
 
     With a ``token`` (e.g. the snapshot and the view options), a function is only called again when the
     token changes; otherwise the last payload is re-sent. The live panel re-runs several times per new
     snapshot, and with 8 sessions training the server spent most of its time redrawing unchanged figures.
+    With a ``tool`` the chart reports the mouse as :func:`live_feed` does, and the result is returned.
     """
     memo = st.session_state.get(f"_live_{key}")
     if token is not None and memo is not None and memo[0] == token:
@@ -198,7 +274,10 @@ def live_figure(fig: go.Figure | dict | Callable[[], dict], *, key: str, token: 
             payload, height = json.dumps(fig, allow_nan=False, default=float), fig["layout"].get("height")
         if token is not None:
             st.session_state[f"_live_{key}"] = (token, payload, height)
-    _live_component(data=payload, key=key, height=int(height or 450))
+    if tool is None:
+        return _live_component(data=payload, key=key, height=int(height or 450))
+    return _live_component(data={"inline": payload, "probe": True, "tool": tool}, key=key, height=int(height or 450),
+                           **MOUSE_EVENTS)
 
 
 #: Where this server's live feeds write their frames (served at ./app/static/live/<pid>/).
@@ -274,11 +353,17 @@ def _ignore() -> None:
     """The probe's state values are read from the component's result; the callbacks only declare them."""
 
 
+#: The mouse's state values (see the chart's JavaScript); the callbacks only declare them.
+MOUSE_EVENTS = {f"on_{name}_change": _ignore for name in ("hover", "pin", "stroke", "erase")}
+
+
 def live_feed(key: str, job: TrainingJob, build: Callable[[Snapshot], dict], *, view: tuple, height: int,
-              probe: bool = False):
+              probe: bool = False, tool: str = "probe"):
     """A live chart (component ``key``) that shows ``job``'s frames drawn by ``build``, fetched by the browser
     from this session's :class:`LiveFeed` for ``key``. With ``probe`` the chart reports the mouse: the result's
-    ``hover`` (``{"x", "y"}`` in data coordinates, or ``None``) and ``pin`` (the last click)."""
+    ``hover`` (``{"x", "y"}`` in data coordinates, or ``None``) and ``pin`` (the last click, with a count ``n``);
+    with ``tool`` ``"add"``, ``"box"`` or ``"lasso"`` also ``stroke`` (``{"points": [...], "n"}``, a drag) and
+    ``erase`` (``{"box": [x0, x1, y0, y1]}`` or ``{"lasso": [...]}``, with ``n``)."""
     feeds = session_runs().feeds
     feed = feeds.get(key)
     if feed is None:
@@ -287,8 +372,7 @@ def live_feed(key: str, job: TrainingJob, build: Callable[[Snapshot], dict], *, 
     # With several runs on one server, each chart fetches less often (its browser may be on the same machine).
     every = min(1.0, max(0.06, 0.075 * len(live_jobs())))
     return _live_component(data={"feed": feed.url, "live": job.state in ACTIVE_STATES, "every": every,
-                                 "probe": probe}, key=key, height=height, on_hover_change=_ignore,
-                           on_pin_change=_ignore)
+                                 "probe": probe, "tool": tool}, key=key, height=height, **MOUSE_EVENTS)
 
 
 def probe_panel(job: TrainingJob, point: dict | None, pinned: dict | None) -> None:
@@ -397,13 +481,16 @@ def _reset(page: str) -> None:
         job.stop(timeout=5)
 
 
-def controls(page: str, spec: JobSpec) -> TrainingJob | None:
-    """Start / Pause / Resume / Step / Stop / Reset buttons; returns the page's job, if any."""
+def controls(page: str, spec: JobSpec, blocked: str | None = None) -> TrainingJob | None:
+    """Start / Pause / Resume / Step / Stop / Reset buttons; returns the page's job, if any. ``blocked`` says
+    why these settings cannot start a run yet (Start is disabled, and the reason shown)."""
     job = current_job(page)
     if msg := st.session_state.pop(f"{page}_flash", None):
         st.warning(msg, icon=":material/hourglass_top:")
     changed = job is not None and job.spec != spec
-    if changed:
+    if blocked:
+        st.info(blocked, icon=":material/draw:")
+    elif changed:
         st.warning("You changed the data or model settings. The current run still uses the old ones. "
                    "Starting again throws the trained run away.", icon=":material/warning:")
     state = job.state if job else "created"
@@ -411,7 +498,7 @@ def controls(page: str, spec: JobSpec) -> TrainingJob | None:
     ended = state in states.ENDED
     cols[0].button("Discard and start" if changed else ("Start again" if ended else "Start"), key=f"{page}_start",
                    type="primary", on_click=_start, args=(page, spec), width="stretch",
-                   disabled=not (job is None or changed or ended),
+                   disabled=bool(blocked) or not (job is None or changed or ended),
                    help="Start training a new run with these settings, in the background. To go on with a "
                         "paused run, use Resume.")
     cols[1].button("Pause", key=f"{page}_pause", on_click=lambda: job and job.pause(),

@@ -9,11 +9,13 @@ import streamlit as st
 
 import ui
 from vmonf.data import TOY_DATASETS
-from vmonf.studio import figures
+from vmonf.studio import editing, figures
+from vmonf.studio.editing import Editor, PointSet
 from vmonf.studio.presets import PRESETS
 from vmonf.studio.settings import DEFAULTS, SETTINGS, TOY_PARAMS, Setting, from_query, to_query, to_spec, true_k
+from vmonf.studio.uploads import MIN_CSV_ROWS as MIN_POINTS
 from vmonf.studio.uploads import parse_points_csv
-from vmonf.studio.worker import JobSpec, preview_frame
+from vmonf.studio.worker import JobSpec, load_spec_data, preview_frame
 
 PAGE = "toy"
 
@@ -67,7 +69,21 @@ def apply_shared_link() -> None:
     st.session_state["_toy_link_read"] = True  # only the link the session opened with, never our own writes
     if "ds" not in st.query_params:
         return
-    settings, problems = from_query(st.query_params.to_dict())
+    query = st.query_params.to_dict()
+    if query.get("ds") == "draw":  # drawn points travel in the link itself
+        try:
+            points = editing.from_query(query.pop("pts", ""), SETTINGS["k"].high)
+        except ValueError as exc:
+            st.session_state["toy_link_problems"] = [f"the link's points cannot be used: {exc}"]
+            return
+        st.session_state["toy_editor"] = Editor(points, ("draw",), editing.bounds_of(points.x))
+        settings, problems = from_query({**query, "ds": DEFAULTS["dataset"]})
+        settings = {**settings, "dataset": DRAW}
+        st.session_state.update(widget_state(settings))
+        if problems:
+            st.session_state["toy_link_problems"] = problems
+        return
+    settings, problems = from_query(query)
     if settings:
         st.session_state.update(widget_state(settings))
     if problems:
@@ -85,10 +101,54 @@ def devices() -> list[str]:
 
 
 CSV = "your own CSV file"
+DRAW = "draw your own points"
+#: The chart's mouse tools (the JavaScript's names) and what the toolbar calls them.
+TOOLS = {"probe": "probe", "add": "add points", "box": "box erase", "lasso": "lasso erase"}
+EDIT_TOOLS = ("add", "box", "lasso")
 
 
-def csv_ui() -> tuple[list, list | None] | None:
-    """Upload and check a CSV of 2-D points; returns ``(points, labels)`` or None (with the reason shown)."""
+def data_base(settings: dict, upload: bytes | None) -> tuple:
+    """What an edit starts from: the data settings (or the uploaded file); another base drops the edits."""
+    if settings["dataset"] == DRAW:
+        return ("draw",)
+    if settings["dataset"] == CSV:
+        return ("csv", hash(upload))
+    return ("toy", settings["dataset"], settings["n"], settings["data_seed"], tuple(sorted(settings["params"].items())),
+            settings["labels"])
+
+
+def current_editor(base: tuple) -> Editor | None:
+    """The point set being edited, if it started from ``base`` (an empty canvas for a drawing)."""
+    editor = st.session_state.get("toy_editor")
+    if editor is not None and editor.base != base:
+        editor = st.session_state["toy_editor"] = None  # other data chosen: its edits are gone
+    if editor is None and base == ("draw",):
+        editor = st.session_state["toy_editor"] = Editor(PointSet.create(np.zeros((0, 2))), base,
+                                                         editing.bounds_of(np.zeros((0, 2))))
+    return editor
+
+
+def edited_spec(spec: JobSpec, editor: Editor) -> JobSpec:
+    """``spec`` training on the editor's points: the data set is the user's own, labels as given by hand."""
+    from dataclasses import replace
+
+    pts = editor.points
+    return replace(spec, dataset="csv", points=pts.x.tolist(),
+                   point_labels=None if pts.truth is None else pts.truth.tolist(),
+                   given_labels=pts.given.tolist() if pts.n_given else None, labelled_per_class=0,
+                   bounds=editor.bounds)
+
+
+def too_few(spec: JobSpec) -> str | None:
+    """Why ``spec``'s own points cannot be trained on yet (``None`` when they can)."""
+    if spec.dataset != "csv":
+        return None
+    n, need = len(spec.points), max(spec.n_components, MIN_POINTS)
+    return None if n >= need else f"{n} point{'s' * (n != 1)} so far: draw at least {need} to train."
+
+
+def csv_ui() -> tuple[list, list | None, bytes] | None:
+    """Upload and check a CSV of 2-D points; returns ``(points, labels, file)`` or None (with the reason shown)."""
     upload = st.sidebar.file_uploader("CSV file", type=["csv", "txt"], key="toy_csv",
                                       help="Two columns x, y (and optionally a third with integer labels); "
                                            "a header row is fine. Up to 20,000 rows.")
@@ -101,8 +161,9 @@ def csv_ui() -> tuple[list, list | None] | None:
     except ValueError as exc:
         st.error(f"{upload.name} cannot be used: {exc}", icon=":material/error:")
         return None
-    st.sidebar.caption(f"{len(x):,} points" + (f", {len(set(y.tolist()))} labelled classes" if y is not None else ""))
-    return x.tolist(), None if y is None else y.tolist()
+    st.sidebar.caption(f"{len(x):,} points" + (f", {len(set(y[y >= 0].tolist()))} labelled classes"
+                                                if y is not None else ""))
+    return x.tolist(), None if y is None else y.tolist(), upload.getvalue()
 
 
 def parse_depths(text: str, k: int) -> tuple[int, ...] | None:
@@ -189,47 +250,77 @@ def settings_ui() -> JobSpec | None:
     sb.selectbox("preset", ["custom"] + list(PRESETS), key="toy_preset", on_change=choose_preset,
                  help="The paper's experiments, one click each: sets the data, K, depth and training.")
     sb.header("Data")
-    name = sb.selectbox("data set", [*TOY_DATASETS, CSV], key="toy_dataset",
-                        help="A 2-D toy data set with known true clusters, or your own points.")
+    name = sb.selectbox("data set", [*TOY_DATASETS, DRAW, CSV], key="toy_dataset",
+                        help="A 2-D toy data set with known true clusters, points you draw on the chart, or your own "
+                             "CSV file. Any of them can be edited on the chart (the chart tools above it).")
     own = csv_ui() if name == CSV else None
     if name == CSV and own is None:
         return None
-    if name != CSV:
+    if name == DRAW:
+        sb.caption("Click on the chart to add a point, drag to spray several. The brush gives them a label "
+                   "(semi-supervised) or none.")
+        n = SETTINGS["n"].default
+    elif name != CSV:
         sb.caption(TOY_DATASETS[name][1])
         n = setting_widget(SETTINGS["n"], name)
     else:
         n = len(own[0])
     params = {p.key: setting_widget(p, name, key=f"toy_{name}_{p.key}") for p in TOY_PARAMS.get(name, [])}
-    setting_widget(SETTINGS["data_seed"], name)
+    if name != DRAW:
+        setting_widget(SETTINGS["data_seed"], name)
     sb.header("Model")
     max_k = min(SETTINGS["k"].high, n)  # never more components than points
     if st.session_state.get(f"toy_k_{name}", 0) > max_k:  # e.g. a smaller CSV replaced a bigger one
         st.session_state[f"toy_k_{name}"] = max_k
-    k = setting_widget(SETTINGS["k"], name, high=max_k, default=min(true_k(name, params), max_k))
+    k = setting_widget(SETTINGS["k"], name, high=max_k,
+                       default=2 if name == DRAW else min(true_k(name, params), max_k))
     depth = setting_widget(SETTINGS["depth"], name)
     setting_widget(SETTINGS["hidden"], name)
     sb.header("Training")
     for key in ("lr", "batch", "labels", "init", "steps", "seed"):
-        setting_widget(SETTINGS[key], name)
+        if not (key == "labels" and name == DRAW):  # drawn points are labelled with the brush
+            setting_widget(SETTINGS[key], name)
     beyond_model, beyond_train = beyond_ui(k, depth)
     device = sb.selectbox("device", devices(), key="toy_device",
                           help="auto uses a GPU when there is one, otherwise the CPU.")
-    settings = {key: st.session_state[widget_key(setting, name)] for key, setting in SETTINGS.items()
-                if key not in ("n", "consistency")}
+    settings = {key: st.session_state.get(widget_key(setting, name), setting.default)
+                for key, setting in SETTINGS.items() if key not in ("n", "consistency")}
     settings.update(dataset=name, n=int(n), params=params, consistency=beyond_train.pop("consistency"))
+    base = st.session_state["_toy_base"] = data_base(settings, None if own is None else own[2])
+    editor = current_editor(base)
     if own is not None:
-        return to_spec(settings, device=device, model=beyond_model, train=beyond_train, dataset="csv",
+        spec = to_spec(settings, device=device, model=beyond_model, train=beyond_train, dataset="csv",
                        points=own[0], point_labels=own[1])
+    else:
+        spec = to_spec({**settings, "dataset": DEFAULTS["dataset"]} if name == DRAW else settings, device=device,
+                       model=beyond_model, train=beyond_train)
+    st.session_state["_toy_spec_edits"] = None if editor is None else editor.edits
+    if editor is not None:
+        spec = edited_spec(spec, editor)
+        sb.caption(f"Edited on the chart: {len(editor.points):,} points"
+                   + (f", {editor.points.n_given} labelled by you" if editor.points.n_given else "") + ".")
+    if own is not None:
+        return spec
     query = to_query(settings)
+    if editor is not None:
+        shared = editing.to_query(editor.points)
+        query = {**to_query({**settings, "dataset": DEFAULTS["dataset"], "params": {}}), "ds": "draw"}
+        if shared is not None:
+            query["pts"] = shared
     if st.query_params.to_dict() != query:
         # Best effort: Streamlit shows this in the address bar one interaction late (the browser sends
         # its old query with the next rerun), so the share box below is the link to hand out.
         st.query_params.from_dict(query)
     with sb.expander("Share this experiment", icon=":material/link:"):
-        base = (st.context.url or "").split("?")[0]
-        st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
-        st.caption("Anyone opening this link gets the same data, model and seeds.")
-    return to_spec(settings, device=device, model=beyond_model, train=beyond_train)
+        if editor is not None and "pts" not in query:
+            st.warning(f"{len(editor.points):,} edited points are too many for a link (at most "
+                       f"{editing.MAX_SHARED_POINTS}): share the CSV (download it below the chart) instead.",
+                       icon=":material/link_off:")
+        else:
+            base = (st.context.url or "").split("?")[0]
+            st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
+            st.caption("Anyone opening this link gets the same data, model and seeds.")
+    return spec
 
 
 def render(job, snap) -> None:
@@ -245,9 +336,24 @@ def render(job, snap) -> None:
     options = dict(component=component, show_samples=st.session_state.get("toy_samples", False),
                    log_scale=st.session_state.get("toy_log", True), background=background, warp=warp,
                    raster_points=True)
+    editor = st.session_state.get("toy_editor")
+    if editor is not None and editor.edits != st.session_state.get("_toy_spec_edits"):
+        # An edit (Undo, Clear) whose page run Streamlit folded into a run of this panel alone (a chart event
+        # was on its way): the page runs again, so the sidebar, the spec and the run get the edited points.
+        st.rerun()
+    tool = st.session_state.get("toy_tool") or "probe"
+    editing_now = tool in EDIT_TOOLS
     if job is None:  # the data before Start, drawn here
-        ui.live_figure(lambda: figures.density_spec(snap, **options), key="toy_density",
-                       token=(snap, tuple(options.items())))
+        def still() -> dict:
+            fig = figures.density_spec(snap, **options)
+            if editing_now:
+                fig["layout"]["dragmode"] = False  # a drag draws or erases instead of zooming
+            return fig
+
+        mouse = ui.live_figure(still, key="toy_density", token=(snap, tuple(options.items()), tool),
+                               tool=tool if editing_now else None)
+        if editing_now and mouse is not None:
+            edit_events(mouse, tool)
     else:
         pinned = st.session_state.get("toy_pin")
         given = given_labels(job)
@@ -263,17 +369,20 @@ def render(job, snap) -> None:
                 fig["data"].append(figures.given_labels_trace(frame, given))
             if suggested is not None and suggested < len(frame.get("points")):
                 shapes.append(figures.ring(*map(float, frame.get("points")[suggested]), radius_px=10, color="#F28E2B"))
+            if editing_now:
+                fig["layout"]["dragmode"] = False  # a drag draws or erases instead of zooming
             return fig
 
         view = (*options.items(), ("pin", tuple(pinned.values()) if pinned else None),
-                ("given", tuple(sorted(given.items()))), ("suggested", suggested))
-        mouse = ui.live_feed("toy_density", job, build, view=view, height=520, probe=True)
-        if mouse.pin and mouse.pin != st.session_state.get("toy_last_click"):
-            st.session_state["toy_last_click"] = mouse.pin
+                ("given", tuple(sorted(given.items()))), ("suggested", suggested), ("tool", tool))
+        mouse = ui.live_feed("toy_density", job, build, view=view, height=520, probe=True, tool=tool)
+        if editing_now:
+            edit_events(mouse, tool)
+        elif (click := news(mouse, "pin")) is not None:
             if st.session_state.get("toy_label_mode"):
-                label_click(job, snap, mouse.pin)
+                label_click(job, snap, click)
             else:
-                st.session_state["toy_pin"] = pinned = mouse.pin
+                st.session_state["toy_pin"] = pinned = {"x": click["x"], "y": click["y"]}
         ui.probe_panel(job, mouse.hover or pinned, pinned)
         label_ui(job, snap)
         if warp is not None:
@@ -285,6 +394,101 @@ def render(job, snap) -> None:
     ui.live_figure(st.session_state["toy_curves_fig"], key="toy_curves")
 
 
+def news(mouse, name: str) -> dict | None:
+    """The chart's state value ``name`` (a click, a drag) if it has not been handled yet, else ``None``."""
+    value = getattr(mouse, name, None)
+    if not value or value == st.session_state.get(f"_toy_seen_{name}"):
+        return None
+    st.session_state[f"_toy_seen_{name}"] = value
+    return value
+
+
+def editor_for_edit() -> Editor | None:
+    """The editor the next edit changes: the current one, or one made now from the data the chart shows."""
+    editor = st.session_state.get("toy_editor")
+    if editor is None:
+        spec = st.session_state.get("_toy_spec")
+        try:
+            data, labels = load_spec_data(spec)
+        except (ValueError, TypeError):
+            return None
+        given = labels if labels is not None else None
+        editor = Editor(PointSet.create(data.x, data.y, given), st.session_state["_toy_base"],
+                        editing.bounds_of(data.x))
+        st.session_state["toy_editor"] = editor
+    return editor
+
+
+def edit_events(mouse, tool: str) -> None:
+    """Apply the chart's clicks and drags to the points (add, spray, erase), then run the page again: the
+    edited points are the data from now on, and a run that is going on trains on them."""
+    events = {name: news(mouse, name) for name in ("pin", "stroke", "erase")}
+    if not any(events.values()):
+        return
+    editor = editor_for_edit()
+    if editor is None:
+        return
+    pts, span, brush = editor.points, editor.span, int(st.session_state.get("toy_draw_brush", -1))
+    new = pts
+    if (click := events["pin"]) is not None:
+        if tool == "add":
+            new = new.add([[click["x"], click["y"]]], brush)
+        elif (row := new.nearest(click["x"], click["y"], 0.02 * span)) is not None:
+            new = new.keep(np.arange(len(new)) != row)
+    if (stroke := events["stroke"]) is not None and tool == "add":
+        path = [[p["x"], p["y"]] for p in stroke.get("points", [])]
+        new = new.add(editing.spray(path, 0.012 * span, seed=int(stroke.get("n", 0))), brush)
+    if (erase := events["erase"]) is not None:
+        if "box" in erase:
+            new = new.keep(~new.inside_box(*erase["box"]))
+        elif "lasso" in erase:
+            lasso = erase["lasso"]
+            new = new.keep(~new.inside_polygon([p["x"] for p in lasso], [p["y"] for p in lasso]))
+    if len(new) != len(pts) or new is not pts:
+        editor.apply(new)
+        st.session_state["toy_edited"] = True
+        st.rerun()
+
+
+def edit_toolbar(job) -> None:
+    """The chart's tools: read the model, add points, erase them; the brush; undo, clear and the CSV."""
+    t1, t2, t3, t4, t5 = st.columns([3.4, 1.2, 0.8, 0.8, 1.2], vertical_alignment="bottom")
+    first = {} if "toy_tool" in st.session_state else {
+        "default": "add" if st.session_state.get("toy_dataset") == DRAW else "probe"}  # drawing starts with a pen
+    t1.segmented_control(
+        "chart tool", list(TOOLS), format_func=TOOLS.get, key="toy_tool", **first,
+        help="What the mouse does on the chart. *probe*: hover reads the model at the mouse, a click pins the "
+             "point (or labels it, when labelling is on). *add points*: a click adds one, a drag sprays several. "
+             "*box erase* / *lasso erase*: drag around points, or click one, to remove them. A run that is going "
+             "on keeps its model and trains on the edited points.")
+    k = st.session_state.get(widget_key(SETTINGS["k"], st.session_state.get("toy_dataset", "")), 2)
+    t2.selectbox("brush", [-1, *range(int(k))], key="toy_draw_brush",
+                 format_func=lambda c: "unlabelled" if c < 0 else f"cluster {c + 1}",
+                 help="The label added points get: none, or a cluster (semi-supervised: q(c|x) is told it).")
+    editor = st.session_state.get("toy_editor")
+    t3.button("Undo", key="toy_undo", icon=":material/undo:", disabled=editor is None or not editor.history,
+              on_click=undo_edit, width="stretch", help="Take back the last edit of the points.")
+    t4.button("Clear", key="toy_clear", icon=":material/delete_sweep:", disabled=editor is None or not len(
+        editor.points), on_click=clear_edit, width="stretch", help="Remove every point (Undo brings them back).")
+    if editor is not None:
+        t5.download_button("Points (CSV)", editor.points.to_csv(), file_name="vmonf-points.csv", key="toy_points_csv",
+                           icon=":material/download:", width="stretch",
+                           help="The edited points as x, y, label (blank: not known); the CSV upload reads it back.")
+
+
+def undo_edit() -> None:
+    editor = st.session_state.get("toy_editor")
+    if editor is not None and editor.undo():
+        st.session_state["toy_edited"] = True
+
+
+def clear_edit() -> None:
+    editor = editor_for_edit()
+    if editor is not None:
+        editor.clear()
+        st.session_state["toy_edited"] = True
+
+
 def given_labels(job) -> dict[int, int]:
     """Labels given to this run by clicking: view point -> cluster (0-based)."""
     return st.session_state.setdefault("toy_given", {}).setdefault(id(job), {})
@@ -292,6 +496,16 @@ def given_labels(job) -> dict[int, int]:
 
 def label_click(job, snap, click: dict) -> None:
     """Label mode: give the point nearest to the click (within 4 % of the plot's span) the brush's label."""
+    brush = int(st.session_state.get("toy_brush", 0))
+    editor = st.session_state.get("toy_editor")
+    if editor is not None:  # the points are the user's own: a label is an edit, kept with them
+        row = editor.points.nearest(click["x"], click["y"], 0.04 * editor.span)
+        if row is None:
+            st.toast("No point there: click on a point to label it.", icon=":material/touch_app:")
+            return
+        editor.apply(editor.points.labelled(row, brush))
+        st.session_state["toy_edited"] = True
+        st.rerun()
     points = snap.get("points")
     span = np.ptp(points, axis=0) + 1e-9
     d = np.hypot(*((points - [click["x"], click["y"]]) / span).T)
@@ -299,7 +513,6 @@ def label_click(job, snap, click: dict) -> None:
     if d[nearest] > 0.04:
         st.toast("No point there: click on a point to label it.", icon=":material/touch_app:")
         return
-    brush = int(st.session_state.get("toy_brush", 0))
     given_labels(job)[nearest] = brush
     st.session_state.pop("toy_suggest", None)
     job.label(nearest, brush)
@@ -423,13 +636,18 @@ apply_pending()
 spec = settings_ui()
 if spec is None:
     st.stop()
+st.session_state["_toy_spec"] = spec
+running = ui.current_job(PAGE)
+blocked = too_few(spec)
+if st.session_state.pop("toy_edited", False) and running is not None and running.alive and not blocked:
+    running.edit_data(spec)  # the run goes on with the edited points
 if problems := st.session_state.pop("toy_link_problems", None):
     st.warning("Some settings in the link were not valid and were left at their defaults: " + "; ".join(problems),
                icon=":material/link:")
 preset = PRESETS.get(st.session_state.get("toy_preset", ""))
 if preset is not None and all(st.session_state.get(k) == v for k, v in widget_state(preset.settings).items()):
     st.info(f"**{preset.title}.** {preset.watch}", icon=":material/school:")
-job = ui.controls(PAGE, spec)
+job = ui.controls(PAGE, spec, blocked=blocked)
 v1, v2, v3 = st.columns([2, 1, 1])
 v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
              + [f"component {c + 1}" for c in range(spec.n_components)]
@@ -439,6 +657,7 @@ v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
                   "a square grid of its Gaussian base space.")
 v2.toggle("show samples", key="toy_samples", help="Crosses: points drawn from the model, coloured by component.")
 v3.toggle("log scale", value=True, key="toy_log", help="Log density shows the tails; linear shows the peaks.")
+edit_toolbar(job)
 ui.live_panel(PAGE, render, every=0.5, preview=preview(spec))
 if job is not None:
     with st.expander("Compare with a Gaussian mixture (scikit-learn, same K)", icon=":material/balance:"):

@@ -392,3 +392,68 @@ def test_flow_scrubber_goes_from_the_base_gaussian_to_data_space(server, browser
     assert abs(z.mean()) < 0.2 and 0.8 < z.std() < 1.2 and len(z) == 300
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def chart_pixel(chart, x: float, y: float) -> list[float]:
+    """Where the data point ``(x, y)`` is on the page, in the density chart's axes."""
+    return chart.evaluate("(e, p) => { const L = e._fullLayout, r = e.getBoundingClientRect();"
+                          " return [r.left + L.xaxis._offset + L.xaxis.c2p(p[0]), r.top + L.yaxis._offset +"
+                          " L.yaxis.c2p(p[1])]; }", [x, y])
+
+
+def test_drawn_points_train_and_a_running_model_takes_new_ones(server, browser):
+    """On an empty canvas, clicks add points that the next frame holds, drags spray more; the drawn two blobs
+    train; a click while training adds a point to the same run (its steps go on, no restart)."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url + "/?ds=draw&k=2&init=kmeans")
+    chart = page.locator(".vmonf-live").first
+    wait_until(lambda: run_meta(page).get("points") == 0, timeout=60)
+    assert page.get_by_role("button", name="Start", exact=True).is_disabled()  # nothing to train on yet
+    chart.scroll_into_view_if_needed()
+    for i, (x, y) in enumerate([(-2, 0), (2, 0)]):
+        page.mouse.click(*chart_pixel(chart, x, y))
+        wait_until(lambda i=i: run_meta(page).get("points") == i + 1, timeout=20)
+    for cx in (-2, 2):  # a drag sprays points along its path
+        before = run_meta(page)["points"]
+        page.mouse.move(*chart_pixel(chart, cx - 0.6, -0.5))
+        page.mouse.down()
+        page.mouse.move(*chart_pixel(chart, cx + 0.6, 0.5), steps=12)
+        page.mouse.up()
+        wait_until(lambda before=before: run_meta(page).get("points", 0) >= before + 6, timeout=20)
+    drawn = run_meta(page)["points"]
+    click(page, "Start")
+    wait_until(lambda: (step_counter(page) or 0) >= 30, timeout=90)
+    meta = run_meta(page)
+    assert meta["dataset"] == "csv" and meta["points"] == drawn and meta["stage"] == "training"
+    step = meta["step"]
+    page.mouse.click(*chart_pixel(chart, 0, 2.5))
+    wait_until(lambda: run_meta(page).get("points") == drawn + 1, timeout=30)
+    assert run_meta(page)["step"] >= step  # the same run, training on
+    assert page.get_by_text("You changed the data or model settings").count() == 0  # the run's own data now
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_a_toy_sets_points_are_erased_with_a_box_and_come_back_with_undo(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url + "/?ds=moons&k=2&init=kmeans")
+    chart = page.locator(".vmonf-live").first
+    wait_until(lambda: run_meta(page).get("points") == 1000, timeout=60)
+    page.get_by_role("radio", name="box erase", exact=True).click()
+    wait_until(lambda: page.get_by_role("radio", name="box erase", exact=True).get_attribute("aria-checked")
+               == "true", timeout=20)
+    time.sleep(1)  # the chart learns its new tool with the next run of the panel
+    chart.scroll_into_view_if_needed()
+    page.mouse.move(*chart_pixel(chart, -1.1, -0.6))
+    page.mouse.down()
+    page.mouse.move(*chart_pixel(chart, 0.5, 1.1), steps=8)
+    page.mouse.up()
+    erased = wait_until(lambda: (n := run_meta(page).get("points", 1000)) < 1000 and n, timeout=20)
+    assert 200 < erased < 800  # the box held part of the moons, not all of them
+    assert page.get_by_text(f"Edited on the chart: {erased:,} points").count()
+    click(page, "Undo")
+    wait_until(lambda: run_meta(page).get("points") == 1000, timeout=20)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

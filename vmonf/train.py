@@ -92,6 +92,7 @@ def temperature_at(decay: float, step: int) -> float:
     return max(math.exp(-decay * step), 1e-2)
 
 
+@torch.no_grad()
 def evaluation_row(model: VMoNFModel, x_val: Tensor | None, temperature: float = 1.0) -> dict:
     """The mixture weights and, on held-out points ``x_val``, the ELBO, its three parts and log p(x).
 
@@ -163,6 +164,22 @@ class Trainer:
         if count == 0:
             self.y = None
         return count
+
+    def set_data(self, x: Tensor, y: Tensor | None = None, x_val: Tensor | None = None) -> None:
+        """Train on other points from the next step on (the playground's edited points), keeping the model, the
+        optimiser's moments and the step count: the mixture goes on from where it is.
+
+        The model's standardisation stays as it was (it is part of the model, and moving it would move every
+        flow). Perturbed copies given at construction described the old points, so the consistency term
+        perturbs with noise from now on. The best-state record restarts: its score was on other points.
+        """
+        if x.ndim != 2 or x.shape[1] != self.model.config.dim or len(x) < 1:
+            raise ValueError(f"x must be (N >= 1, {self.model.config.dim}); got {tuple(x.shape)}.")
+        if y is not None and y.shape != (len(x),):
+            raise ValueError(f"y must hold one label per point ({len(x)}); got {tuple(y.shape)}.")
+        self.x, self.x_val, self.x_perturbed = x, x_val, None
+        self.y = y if y is not None and bool((y >= 0).any()) else None
+        self.best_val, self.best_state = -math.inf, None
 
     # -- state ------------------------------------------------------------------------------------
     def _copy_state(self) -> dict:

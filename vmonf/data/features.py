@@ -141,7 +141,8 @@ def augmented_features(data: Dataset, copies: int = 4, seed: int = 0, **kw) -> n
 
 
 def pick_labels(y: np.ndarray, per_class: int, seed: int, n_classes: int | None = None) -> np.ndarray | None:
-    """Reveal ``per_class`` random true labels per class (the first ``n_classes`` classes); -1 elsewhere.
+    """Reveal ``per_class`` random true labels per class (the first ``n_classes`` classes); -1 elsewhere
+    (and where ``y`` is -1, unknown).
 
     Returns ``None`` when ``per_class`` is 0 (unsupervised).
     """
@@ -149,6 +150,6 @@ def pick_labels(y: np.ndarray, per_class: int, seed: int, n_classes: int | None 
         return None
     out = np.full_like(y, -1)
     rng = np.random.default_rng(seed)
-    for c in np.unique(y)[:n_classes]:
+    for c in np.unique(y[y >= 0])[:n_classes]:  # -1: a point whose cluster is not known
         out[rng.permutation(np.flatnonzero(y == c))[:per_class]] = c
     return out

@@ -35,21 +35,37 @@ class View:
     to_images: object = None  # image data: callable features -> (n, h, w)
     component_densities: bool = True  # 2-D: also evaluate every component's density
     index: np.ndarray | None = None  # (P,) rows of the data set the points are
+    given: np.ndarray | None = None  # (P,) the label each labelled point was given (-1: none)
 
 
-def make_view(x: np.ndarray, y: np.ndarray | None, labelled: np.ndarray | None = None, *, max_points: int = 2000,
-              grid: int = 64, seed: int = 0, margin: float = 0.15, **kw) -> View:
-    """Pick the points and grid once per run, so frames line up and axes never jump."""
+def make_view(x: np.ndarray, y: np.ndarray | None, labels: np.ndarray | None = None, *, max_points: int = 2000,
+              grid: int = 64, seed: int = 0, margin: float = 0.15, bounds: list | None = None, **kw) -> View:
+    """Pick the points and grid once per run, so frames line up and axes never jump.
+
+    ``labels`` are the labels revealed to training (-1 unlabelled), or a mask of the points whose true cluster
+    was revealed; ``y`` the true clusters (-1 where unknown).
+    The grid spans the points with ``margin`` on each side, or ``bounds`` (``[x0, x1, y0, y1]``, e.g. a
+    drawing canvas) and the points with it.
+    """
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.permutation(len(x))[:max_points])
     gx = gy = None
     if x.shape[1] == 2 and grid > 0:
-        lo, hi = x.min(0), x.max(0)
+        lo, hi = (x.min(0), x.max(0)) if len(x) else (np.zeros(2, np.float32), np.zeros(2, np.float32))
         pad = margin * (hi - lo)
-        gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid, dtype=np.float32)
-        gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid, dtype=np.float32)
-    return View(x[idx], None if y is None else y[idx], None if labelled is None else labelled[idx], gx, gy, index=idx,
-                **kw)
+        lo, hi = lo - pad, hi + pad
+        if bounds is not None:
+            lo = np.minimum(lo, [bounds[0], bounds[2]]) if len(x) else np.array([bounds[0], bounds[2]])
+            hi = np.maximum(hi, [bounds[1], bounds[3]]) if len(x) else np.array([bounds[1], bounds[3]])
+        hi = np.where(hi - lo > 1e-6, hi, lo + 1.0)  # one point, or points on a line: still a plane
+        gx = np.linspace(lo[0], hi[0], grid, dtype=np.float32)
+        gy = np.linspace(lo[1], hi[1], grid, dtype=np.float32)
+    labels = None if labels is None else np.asarray(labels)
+    if labels is not None and labels.dtype == bool:
+        labels = np.where(labels, y, -1) if y is not None else None
+    given = None if labels is None else labels[idx]
+    return View(x[idx], None if y is None else y[idx], None if given is None else given >= 0, gx, gy, index=idx,
+                given=given, **kw)
 
 
 def data_snapshot(view: View, k: int, meta: dict, assign: np.ndarray | None = None) -> Snapshot:
@@ -59,19 +75,27 @@ def data_snapshot(view: View, k: int, meta: dict, assign: np.ndarray | None = No
     arrays = {"points": view.points.astype(np.float32), "pi": np.full(k, 1.0 / k, dtype=np.float32),
               "assign": (np.full(n, -1) if assign is None else assign).astype(np.int16),
               "confidence": np.ones(n, dtype=np.float32)}
-    if view.y_true is not None:
-        arrays["y_true"] = view.y_true.astype(np.int16)
-    if view.labelled is not None:
-        arrays["labelled"] = view.labelled
+    _label_arrays(view, arrays)
     if view.grid_x is not None:
         arrays.update(grid_x=view.grid_x, grid_y=view.grid_y)
     meta = dict(meta)
     if assign is not None and view.y_true is not None:
         from vmonf.metrics import clustering_scores
 
-        known = assign >= 0  # held-out points have no place in the partition
-        meta.update(clustering_scores(view.y_true[known], assign[known].astype(np.int64)))
+        known = (assign >= 0) & (view.y_true >= 0)  # held-out points have no place in the partition
+        if known.any():
+            meta.update(clustering_scores(view.y_true[known], assign[known].astype(np.int64)))
     return Snapshot.create(meta, arrays)
+
+
+def _label_arrays(view: View, arrays: dict) -> None:
+    """The view's true clusters (``y_true``, -1 unknown), which points were labelled and with what."""
+    if view.y_true is not None:
+        arrays["y_true"] = view.y_true.astype(np.int16)
+    if view.labelled is not None:
+        arrays["labelled"] = view.labelled
+        if view.given is not None:
+            arrays["given"] = view.given.astype(np.int16)
 
 
 def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int = 0) -> Snapshot:
@@ -115,17 +139,16 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
     }
     arrays.update(_component_table(model, pts))
     meta = dict(meta)
-    if view.y_true is not None:
-        arrays["y_true"] = view.y_true.astype(np.int16)
-        scores = clustering_scores(view.y_true, arrays["assign"].astype(np.int64))
+    _label_arrays(view, arrays)
+    known = None if view.y_true is None else view.y_true >= 0  # drawn points have no true cluster
+    if known is not None and known.any():
+        scores = clustering_scores(view.y_true[known], arrays["assign"][known].astype(np.int64))
         meta.update(scores)
         if history:  # this frame's curves include its own scores
             history = [*history[:-1], {**history[-1], "ari": scores["ari"], "nmi": scores["nmi"]}]
         if view.to_images is not None:
-            arrays["contingency"] = contingency(view.y_true, arrays["assign"].astype(np.int64),
+            arrays["contingency"] = contingency(view.y_true[known], arrays["assign"][known].astype(np.int64),
                                                 model.config.n_components)
-    if view.labelled is not None:
-        arrays["labelled"] = view.labelled
     gen = torch.Generator(device=device).manual_seed(seed)
     if view.grid_x is not None:
         gx, gy = torch.as_tensor(view.grid_x, device=device), torch.as_tensor(view.grid_y, device=device)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from vmonf.studio.figures import LOG_DENSITY_RANGE, PALETTE, density_spec
+from vmonf.studio.figures import LOG_DENSITY_RANGE, PALETTE, density_spec, given_labels_of
 from vmonf.studio.snapshot import Snapshot
 
 ProgressFn = Callable[[int, int], None]  # (frames done, frames in all)
@@ -113,7 +113,7 @@ def render_frame(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: 
     ax.scatter(pts[:, 0], pts[:, 1], s=6, c=_rgba(snap.get("assign"), snap.get("confidence")), linewidths=0)
     if labelled is not None and labelled.any():
         ax.scatter(pts[labelled, 0], pts[labelled, 1], s=40, marker="D", edgecolors="black", linewidths=1.0,
-                   c=_rgba(snap.get("y_true")[labelled], np.ones(int(labelled.sum()))))
+                   c=_rgba(given_labels_of(snap)[labelled], np.ones(int(labelled.sum()))))
     ax.set_xlim(gx[0], gx[-1])
     ax.set_ylim(gy[0], gy[-1])
     ax.tick_params(labelsize=7)

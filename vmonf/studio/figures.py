@@ -160,7 +160,7 @@ def density_spec(
             lab = labelled
             traces.append(dict(
                 type="scatter", x=packed(pts[lab, 0]), y=packed(pts[lab, 1]), mode="markers", name="labelled",
-                marker=dict(symbol="diamond", size=9, color=[color(int(t)) for t in snap.get("y_true")[lab]],
+                marker=dict(symbol="diamond", size=9, color=[color(int(t)) for t in given_labels_of(snap)[lab]],
                             line=dict(color="black", width=1.5)),
                 hovertemplate="labelled point<extra></extra>",
             ))
@@ -176,7 +176,7 @@ def density_spec(
         legend=dict(orientation="h", yanchor="bottom", y=-0.12, x=0),
         meta=dict(step=snap.step, dataset=snap.meta.get("dataset"), k=len(snap.get("pi")),
                   stage=snap.meta.get("stage", "training"), candidate=snap.meta.get("candidate"),
-                  ari=snap.meta.get("ari")),
+                  ari=snap.meta.get("ari"), points=len(snap.get("points"))),
         xaxis=dict(range=[float(gx[0]), float(gx[-1])], showgrid=False, zeroline=False),
         yaxis=dict(range=[float(gy[0]), float(gy[-1])], showgrid=False, zeroline=False, scaleanchor="x"),
     )
@@ -199,6 +199,12 @@ def density_spec(
 
 #: Colour of unassigned points in :func:`points_image` (RGB; their opacity is the alpha given).
 _UNASSIGNED_RGB = (90, 90, 90)
+
+
+def given_labels_of(snap: Snapshot) -> np.ndarray:
+    """The label each labelled point of ``snap`` was given: its own array, or (older frames) the true cluster."""
+    given = snap.get("given")
+    return given if given is not None else snap.get("y_true")
 
 
 def ring(x: float, y: float, radius_px: int = 7, color: str = "black") -> dict:

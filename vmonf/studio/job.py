@@ -89,6 +89,7 @@ class TrainingJob:
         self.answers: dict[str, dict] = {}
         self._asked = 0
         self._ended_model = None  # the checkpoint's model, loaded once when a question comes after the end
+        self._spec_before: dict[int, JobSpec] = {}  # edit id -> the spec before it, until the worker answers
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -218,6 +219,19 @@ class TrainingJob:
         the worker says what it did (``message``, and ``info["n_labels"]``)."""
         self._send({"cmd": "label", "point": int(point), "label": int(label)})
 
+    def edit_data(self, spec: JobSpec) -> bool:
+        """Go on training on ``spec``'s points (edited on the chart), keeping the model and the recording; only the
+        data fields may differ from the run's spec (:meth:`JobSpec.same_but_data`). Returns ``False`` (nothing
+        sent) otherwise, or when the run has ended. The run's spec is the edited one from now on (its run file
+        and checkpoint keep the edited points); if the worker cannot use them it says why and keeps the old."""
+        if not (self.alive and self.spec.same_but_data(spec)) or spec == self.spec:
+            return False
+        self._asked += 1
+        self._spec_before[self._asked] = self.spec
+        self.spec = spec
+        self._send({"cmd": "data", "spec": spec.to_json(), "id": self._asked})
+        return True
+
     def remove_component(self, component: int) -> None:
         """Take component ``component`` (0-based) out of the mixture; the worker says what it did."""
         self._send({"cmd": "remove", "component": int(component)})
@@ -323,6 +337,7 @@ class TrainingJob:
                     self.state = RunState(event.pop("state"))
                     if "message" in event:
                         self.message = event.pop("message")
+                    self._edit_answered(event.pop("data_edit", None), event.pop("data_refused", None))
                     self.info.update(event)
                 elif kind == CHECKPOINT:
                     self.checkpoint = payload
@@ -341,6 +356,15 @@ class TrainingJob:
                     tail = "".join(self._stderr[-5:]).strip()
                     self.message = self.message or f"The training process ended unexpectedly (exit {code}). {tail}"
             self._release()
+
+    def _edit_answered(self, used: int | None, refused: int | None) -> None:
+        """The worker used (or refused) an :meth:`edit_data`; a refused edit gives the run its spec back."""
+        if refused is not None and refused in self._spec_before and refused == max(self._spec_before):
+            self.spec = self._spec_before[refused]  # (a later edit, still on its way, replaces it anyway)
+        for done in (used, refused):
+            if done is not None:
+                for key in [k for k in self._spec_before if k <= done]:
+                    del self._spec_before[key]
 
     def _mark(self, moment: str) -> float:
         now = time.monotonic() - self._started_at

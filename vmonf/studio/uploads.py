@@ -11,7 +11,8 @@ MIN_CSV_ROWS = 10
 
 
 def parse_points_csv(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
-    """Parse an uploaded CSV of 2-D points: columns ``x, y`` and optionally an integer ``label``.
+    """Parse an uploaded CSV of 2-D points: columns ``x, y`` and optionally an integer ``label`` (blank or -1
+    where it is not known, as the playground's download of drawn points writes).
 
     A header row is allowed. Returns ``(X, labels or None)``. Raises ``ValueError`` saying what is
     wrong, with the row number where it helps: not text, too big, too few or too many rows, the wrong
@@ -51,6 +52,9 @@ def parse_points_csv(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
         if len(row) != width:
             raise ValueError(f"Row {i} has {len(row)} columns; the others have {width}.")
         for j, cell in enumerate(row):
+            if j == 2 and not cell.strip():
+                values[i - 1, j] = -1  # a blank label: this point's cluster is not known
+                continue
             try:
                 values[i - 1, j] = float(cell)
             except ValueError:
@@ -62,7 +66,7 @@ def parse_points_csv(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     labels = None
     if width == 3:
         lab = values[:, 2]
-        if not np.all(lab == np.round(lab)) or lab.min() < 0:
-            raise ValueError("The third column must hold whole-number labels 0, 1, 2, ...")
-        labels = lab.astype(np.int64)
+        if not np.all(lab == np.round(lab)) or lab.min() < -1:
+            raise ValueError("The third column must hold whole-number labels 0, 1, 2, ... (blank: not known)")
+        labels = lab.astype(np.int64) if (lab >= 0).any() else None
     return values[:, :2].astype(np.float32), labels

@@ -11,7 +11,9 @@ Wire format, both directions pickle-free:
   ``{"cmd": "probe", "x": [0.5, -1.0], "id": 3}`` (the model's numbers at one point, answered by an event
   ``{"probe": {...}}`` without a state, :func:`probe_numbers`), ``{"cmd": "stages", "component": 1, "id": 4}``
   (one flow layer by layer, :func:`vmonf.studio.capture.flow_stages`, answered by ``{"stages": {...}}``),
-  ``{"cmd": "label", "point": 17, "label": 2}`` (the view's point 17 is labelled cluster 3 from now on).
+  ``{"cmd": "label", "point": 17, "label": 2}`` (the view's point 17 is labelled cluster 3 from now on),
+  ``{"cmd": "data", "spec": "<JobSpec JSON>", "id": 5}`` (train on edited points from now on: only the
+  :data:`DATA_FIELDS` may differ).
 - stdout: messages ``kind (1 byte) | length (4 bytes, big-endian) | payload`` with kind ``S`` (snapshot
   ``.npz``), ``E`` (event JSON: state changes, errors) or ``C`` (checkpoint bytes, sent on stop).
 """
@@ -27,7 +29,7 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import BinaryIO
 
 import numpy as np
@@ -62,15 +64,26 @@ class JobSpec:
     snapshot_interval: float = 0.1  # seconds between snapshots while running (the live chart shows each)
     grid: int = 64  # density grid (2-D): 64x64 costs ~19 ms a frame at K=5, 80x80 ~27 ms, 100x100 ~48 ms
     val_fraction: float = 0.1  # held-out points for the validation curve and best state
-    points: list | None = None  # dataset "csv": the user's own 2-D points
-    point_labels: list | None = None  # ... and their labels, if the file had a label column
+    points: list | None = None  # dataset "csv": the user's own 2-D points (uploaded, drawn or edited)
+    point_labels: list | None = None  # ... their true clusters, if known (-1 where one is not)
+    given_labels: list | None = None  # ... labels the user gave by hand (-1 unlabelled): semi-supervised
+    bounds: list | None = None  # [x0, x1, y0, y1] the density grid covers at least (a drawing canvas)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
+    def same_but_data(self, other: JobSpec) -> bool:
+        """``other`` differs from this spec in its data alone (:data:`DATA_FIELDS`): a run can go on with it."""
+        return replace(other, **{f: getattr(self, f) for f in DATA_FIELDS}) == self
+
     @staticmethod
     def from_json(text: str) -> JobSpec:
         return JobSpec(**json.loads(text))
+
+
+#: The JobSpec fields that say which points a run trains on; a running job may change these alone (edited points).
+DATA_FIELDS = ("dataset", "n_samples", "data_seed", "toy_params", "labelled_per_class", "points", "point_labels",
+               "given_labels", "bounds")
 
 
 def write_message(out: BinaryIO, kind: bytes, payload: bytes) -> None:
@@ -90,12 +103,10 @@ def read_message(stream: BinaryIO) -> tuple[bytes, bytes] | None:
 
 def load_spec_data(spec: JobSpec):
     """The spec's data set and its revealed labels (``-1`` unlabelled, or ``None``); ``ValueError`` if unusable."""
-    from vmonf.data import Dataset, load_dataset, pick_labels
+    from vmonf.data import load_dataset, pick_labels
 
     if spec.dataset == "csv":
-        x = np.asarray(spec.points, dtype=np.float32).reshape(-1, 2)
-        y = None if spec.point_labels is None else np.asarray(spec.point_labels, dtype=np.int64)
-        data = Dataset("csv", x, y)
+        data = _own_points(spec)[0]
     else:
         data = load_dataset(spec.dataset, n=spec.n_samples, seed=spec.data_seed, pca=spec.pca, classes=spec.classes,
                             toy_params=spec.toy_params, **spec.image_params)
@@ -105,7 +116,24 @@ def load_spec_data(spec: JobSpec):
         raise ValueError(f"K={spec.n_components} is more than the {len(data.x)} data points.")
     labels = None if data.y is None else pick_labels(data.y, spec.labelled_per_class, spec.data_seed,
                                                      spec.n_components)
+    if spec.given_labels is not None:
+        given = np.asarray(spec.given_labels, dtype=np.int64).reshape(-1)
+        if len(given) != len(data.x):
+            raise ValueError(f"{len(given)} given labels for {len(data.x)} points.")
+        if given.min(initial=-1) < -1 or given.max(initial=-1) >= spec.n_components:
+            raise ValueError(f"Given labels must be clusters 1 to K={spec.n_components}.")
+        labels = given if labels is None else np.where(given >= 0, given, labels)
     return data, labels
+
+
+def _own_points(spec: JobSpec):
+    """The user's own points and given labels as they are, unchecked (an empty canvas included)."""
+    from vmonf.data import Dataset
+
+    x = np.asarray(spec.points, dtype=np.float32).reshape(-1, 2)
+    y = None if spec.point_labels is None else np.asarray(spec.point_labels, dtype=np.int64)
+    given = None if spec.given_labels is None else np.asarray(spec.given_labels, dtype=np.int64)
+    return Dataset("csv", x, y), given
 
 
 def spec_view(spec: JobSpec, data, labels):
@@ -113,9 +141,8 @@ def spec_view(spec: JobSpec, data, labels):
     from vmonf.studio.capture import make_view
 
     images = data.image_shape is not None
-    return make_view(data.x, data.y, labels >= 0 if labels is not None else None, grid=spec.grid,
-                     seed=spec.data_seed, to_images=data.to_images if images else None,
-                     max_points=1500 if images else 2000)
+    return make_view(data.x, data.y, labels, grid=spec.grid, seed=spec.data_seed, bounds=spec.bounds,
+                     to_images=data.to_images if images else None, max_points=1500 if images else 2000)
 
 
 def preview_frame(spec: JobSpec):
@@ -129,7 +156,9 @@ def preview_frame(spec: JobSpec):
     try:
         data, labels = load_spec_data(spec)
     except ValueError:
-        return None
+        if spec.dataset != "csv" or spec.points is None:
+            return None
+        data, labels = _own_points(spec)  # drawn points, too few to train on yet: shown all the same
     meta = {"step": 0, "state": "created", "stage": "data", "dataset": spec.dataset}
     return data_snapshot(spec_view(spec, data, labels), spec.n_components, meta)
 
@@ -249,8 +278,8 @@ class ProcessRenderer:
                 fields = {"points": view.points, "grid_x": view.grid_x, "grid_y": view.grid_y,
                           "x_val": np.zeros((0, view.points.shape[1]), np.float32) if x_val is None else
                           x_val.cpu().numpy()}
-                fields.update({k: v for k, v in (("y_true", view.y_true), ("labelled", view.labelled))
-                               if v is not None})
+                fields.update({k: v for k, v in (("y_true", view.y_true), ("labelled", view.labelled),
+                                                 ("given", view.given)) if v is not None})
                 setup = {"config": model.config.to_dict(), "seed": self._seed, "n_samples": view.n_samples}
                 write_message(self._to, b"V", json.dumps(setup).encode() + b"\n" + _npz(**fields))
             state = {k: v.detach() for k, v in model.state_dict().items()}
@@ -300,7 +329,9 @@ class ProcessRenderer:
             self._cv.notify_all()
 
     def configure(self, view, seed: int) -> None:
-        self._view, self._seed = view, seed
+        """Draw ``view`` from the next frame on (before :meth:`start`, or when the run's points were edited;
+        the curves go on)."""
+        self._view, self._seed, self._set_up = view, seed, False
 
     def close(self) -> None:
         """End the drawing process (it reads the end of its input and exits)."""
@@ -325,11 +356,14 @@ def _draw_frames(down: int, up: int) -> int:
         head, _, body = payload.partition(b"\n")
         info, arrays = json.loads(head), _arrays(body)
         if kind == b"V":
-            v = {k: arrays.get(k) for k in ("points", "y_true", "labelled", "grid_x", "grid_y")}
-            view = View(v["points"], v["y_true"], v["labelled"], v["grid_x"], v["grid_y"], n_samples=info["n_samples"])
+            v = {k: arrays.get(k) for k in ("points", "y_true", "labelled", "grid_x", "grid_y", "given")}
+            view = View(v["points"], v["y_true"], v["labelled"], v["grid_x"], v["grid_y"], n_samples=info["n_samples"],
+                        given=v["given"])
             x_val = torch.as_tensor(arrays["x_val"]) if arrays["x_val"].size else None
             model = VMoNFModel(ModelConfig(**info["config"]))
+            curves = drawer.histories if drawer is not None else {}  # edited points: the curves go on
             drawer = FrameDrawer(view, info["seed"], lambda snap: write_message(sink, SNAPSHOT, snap.to_bytes()))
+            drawer.histories = curves
         elif kind == b"M" and drawer is not None:
             model.load_state_dict({k: torch.from_numpy(a) for k, a in arrays.items()})
             drawer.draw(model, {**info, "x_val": x_val})
@@ -626,6 +660,9 @@ class Session:
         elif name == "label":
             self.label(cmd)
             return True
+        elif name == "data":
+            self.edit_data(cmd)
+            return True
         elif name == "remove":
             try:
                 removed = self.trainer.remove([int(cmd.get("component", -1))])
@@ -657,6 +694,45 @@ class Session:
             except ValueError as exc:
                 message = str(exc)
         self.event(self.state, message=message, n_labels=self.n_labels)
+
+    def edit_data(self, cmd: dict) -> None:
+        """Train on the points of ``cmd["spec"]`` (the playground's edited points) from the next step on, keeping
+        the model, its optimiser and the recording; the frames show the new points. A spec whose data cannot be
+        used leaves the run as it was, and the message says why."""
+        import torch
+
+        from vmonf.starts import split_indices
+
+        try:
+            spec = JobSpec.from_json(cmd["spec"])
+            if not self.spec.same_but_data(spec):
+                raise ValueError("Only the data can change while a run goes on; start again for other settings.")
+            data, labels = load_spec_data(spec)
+            if data.x.shape[1] != self.view.points.shape[1]:
+                raise ValueError("The edited points have another dimension.")
+        except (KeyError, TypeError, ValueError) as exc:
+            self.event(self.state, message=f"The edited points were not used: {exc}", data_refused=cmd.get("id"))
+            return
+        tr = self.trainer
+        train_rows, val_rows = split_indices(len(data.x), tr.config.seed, spec.val_fraction)
+        device = tr.x.device
+        y = None if labels is None else labels[train_rows]
+        tr.set_data(torch.as_tensor(data.x[train_rows], device=device),
+                    None if y is None else torch.as_tensor(y, device=device),
+                    torch.as_tensor(data.x[val_rows], device=device) if len(val_rows) else None)
+        self.spec = spec
+        self.train_row = {int(r): i for i, r in enumerate(train_rows)}
+        self.n_labels = 0 if tr.y is None else int((tr.y >= 0).sum())
+        self.view = spec_view(spec, data, labels)
+        renderer = self.renderer
+        if isinstance(renderer, ProcessRenderer):
+            renderer.wait(NOW_WAIT)
+            renderer.configure(self.view, spec.data_seed)
+        elif isinstance(renderer, Renderer):
+            renderer.wait()
+        self.drawer.view = self.view
+        self.announce(self.state, message=f"Training goes on with the edited points: {len(data.x):,} now.",
+                      n_labels=self.n_labels, data_points=len(data.x), data_edit=cmd.get("id"))
 
     def next_command(self) -> dict | None:
         """The next command: one kept from the start first; blocks while idle, only looks while training."""
