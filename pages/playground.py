@@ -518,18 +518,6 @@ def label_click(job, snap, click: dict) -> None:
     job.label(nearest, brush)
 
 
-def suggest_point(snap, given: dict[int, int]) -> int | None:
-    """The unlabelled point q(c|x) is least sure about (lowest top probability): the most useful to label."""
-    conf = snap.get("confidence")
-    if conf is None:
-        return None
-    conf = conf.astype(float).copy()
-    conf[list(given)] = np.inf
-    if snap.get("labelled") is not None:
-        conf[snap.get("labelled").astype(bool)] = np.inf
-    return None if not np.isfinite(conf).any() else int(conf.argmin())
-
-
 def label_ui(job, snap) -> None:
     """Label by clicking: a brush, a suggestion, and accuracy on the unlabelled points against labels used."""
     on = st.toggle("label points by clicking", key="toy_label_mode",
@@ -543,9 +531,13 @@ def label_ui(job, snap) -> None:
     left.selectbox("brush", list(range(k)), format_func=lambda c: f"cluster {c + 1}", key="toy_brush",
                    help="The label a click gives.")
     given = given_labels(job)
+    rule = left.selectbox("suggest where", list(editing.SUGGEST), key="toy_suggest_rule",
+                          help="Where a label helps most: where the network q(c|x) is least sure, or where it "
+                               "disagrees most with the flows' exact posterior p(c|x) (the ELBO's gap is large "
+                               "there).")
     if mid.button("Suggest a point", key="toy_suggest_button", icon=":material/lightbulb:",
-                  help="Rings (orange) the unlabelled point q(c|x) is least sure about: labelling it helps most."):
-        st.session_state["toy_suggest"] = suggest_point(snap, given)
+                  help="Rings (orange) the unlabelled point the rule beside it ranks first: label it next."):
+        st.session_state["toy_suggest"] = editing.suggest_point(snap, list(given), rule)
     if job.message.startswith(("Point labelled", "That point is held out", "label must")):
         mid.caption(job.message)  # what the run did with the last click
     y, assign = snap.get("y_true"), snap.get("assign")

@@ -3,6 +3,7 @@
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -297,3 +298,42 @@ def test_flow_scrubber_runs_from_the_base_to_the_data(app):
     assert "Gaussian base space" in fig["layout"]["title"]["text"]
     assert [t["name"] for t in fig["data"]][1:4] == ["1 σ", "2 σ", "3 σ"]
     reset_runs(app)
+
+
+def test_a_drawing_link_opens_its_points_and_the_share_box_gives_them_back(app):
+    app.query_params.update({"ds": "draw", "k": "2", "pts": ";".join(f"{i * 0.1:.1f},{i % 3 - 1}" for i in range(12))
+                             + ";0.5,0.5,1"})
+    app.run()
+    assert not app.exception
+    assert app.sidebar.selectbox(key="toy_dataset").value == "draw your own points"
+    editor = app.session_state["toy_editor"]
+    assert len(editor.points) == 13 and editor.points.given.tolist()[-1] == 1
+    shared = [c.value for c in app.sidebar.code]
+    assert shared and "ds=draw" in shared[0] and "pts=" in shared[0] and "0.500%2C0.500%2C1" in shared[0]
+    assert not app.button(key="toy_start").disabled  # 13 points, K=2: enough to train
+    app.button(key="toy_clear").click().run()
+    assert len(app.session_state["toy_editor"].points) == 0 and app.button(key="toy_start").disabled
+    assert any("draw at least 10" in i.value for i in app.info)
+    app.button(key="toy_undo").click().run()
+    assert len(app.session_state["toy_editor"].points) == 13
+
+
+def test_a_bad_drawing_link_says_what_is_wrong(app):
+    app.query_params.update({"ds": "draw", "pts": "1,2;oops"})
+    app.run()
+    assert not app.exception
+    assert any("point 2" in w.value for w in app.warning)
+
+
+def test_many_edited_points_are_shared_as_a_csv_not_a_link(app):
+    from vmonf.studio.editing import Editor, PointSet
+
+    app.query_params.update({"ds": "moons", "k": "2"})
+    app.run()
+    x = np.random.default_rng(0).normal(size=(400, 2))
+    base = app.session_state["_toy_base"]
+    app.session_state["toy_editor"] = Editor(PointSet.create(x), base, [-4, 4, -4, 4])
+    app.run()
+    assert not app.exception
+    assert any("too many for a link" in w.value for w in app.sidebar.warning)
+    assert app.get("download_button") and any("Edited on the chart: 400 points" in c.value for c in app.sidebar.caption)

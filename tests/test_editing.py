@@ -120,3 +120,32 @@ def test_a_running_job_trains_on_edited_points_without_a_restart():
     finally:
         job.stop()
     assert job.state == "stopped" and len(job.recording) > 0
+
+
+def test_suggestions_rank_by_q_doubt_or_by_q_p_disagreement():
+    from vmonf.studio.snapshot import Snapshot
+
+    conf = np.array([0.9, 0.55, 0.6, 0.99], np.float32)
+    gap = np.array([0.1, 0.05, 0.7, 0.0], np.float32)
+    snap = Snapshot.create({"stage": "training"}, {"confidence": conf, "qp_gap": gap,
+                                                   "labelled": np.array([False, False, False, True])})
+    assert editing.suggest_point(snap) == 1
+    assert editing.suggest_point(snap, exclude=[1]) == 2
+    assert editing.suggest_point(snap, rule="q and p(c|x) disagree most") == 2
+    assert editing.suggest_point(snap, exclude=[0, 1, 2]) is None  # 3 is labelled already
+    data_only = Snapshot.create({"stage": "data"}, {"confidence": conf})
+    assert editing.suggest_point(data_only) is None  # no model yet: nothing to rank by
+
+
+def test_a_frame_measures_how_far_q_is_from_p_at_each_point():
+    from vmonf.studio.capture import make_view, take_snapshot
+
+    x = blobs(30)
+    model = VMoNFModel(ModelConfig(2, 2, depth=1, hidden=8))
+    model.set_standardization(torch.as_tensor(x).mean(0), torch.as_tensor(x).std(0))
+    snap = take_snapshot(model, make_view(x, None, grid=8), [], {"step": 0})
+    pts = torch.tensor(snap.get("points"))
+    with torch.no_grad():
+        q, p = model.posterior_log_probs(pts).exp(), model.responsibilities(pts)
+    assert np.allclose(snap.get("qp_gap"), 0.5 * (q - p).abs().sum(-1).numpy(), atol=1e-5)
+    assert ((snap.get("qp_gap") >= 0) & (snap.get("qp_gap") <= 1)).all()

@@ -137,7 +137,7 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
         "points": view.points.astype(np.float32), "assign": assign.cpu().numpy().astype(np.int16),
         "confidence": conf.cpu().numpy().astype(np.float32), "pi": model.log_pi.exp().cpu().numpy(),
     }
-    arrays.update(_component_table(model, pts))
+    arrays.update(_component_table(model, pts, q))
     meta = dict(meta)
     _label_arrays(view, arrays)
     known = None if view.y_true is None else view.y_true >= 0  # drawn points have no true cluster
@@ -185,9 +185,10 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
     return Snapshot.create(meta, arrays)
 
 
-def _component_table(model: VMoNFModel, pts: torch.Tensor) -> dict[str, np.ndarray]:
+def _component_table(model: VMoNFModel, pts: torch.Tensor, q: torch.Tensor) -> dict[str, np.ndarray]:
     """Per component: still in the mixture, flow parameters of its own, share of the points (mean p(c|x)),
-    and the mean log p(x|c) of the points it explains (NaN for a removed one): the complexity balance."""
+    and the mean log p(x|c) of the points it explains (NaN for a removed one): the complexity balance.
+    Per point (``qp_gap``): how far q(c|x) is from the exact p(c|x), half their L1 distance (0 to 1)."""
     import torch
 
     from vmonf.train import chunked
@@ -197,7 +198,8 @@ def _component_table(model: VMoNFModel, pts: torch.Tensor) -> dict[str, np.ndarr
     share = r.mean(0)
     loglik = (r * comp).sum(0) / r.sum(0).clamp_min(1e-12)
     active = model.active
-    return {"active": active.cpu().numpy().astype(np.int8),
+    return {"qp_gap": (0.5 * (q - r).abs().sum(-1)).cpu().numpy().astype(np.float32),
+            "active": active.cpu().numpy().astype(np.int8),
             "comp_params": np.asarray(model.component_parameter_counts()[0], dtype=np.int64),
             "comp_share": share.cpu().numpy().astype(np.float32),
             "comp_loglik": torch.where(active, loglik, torch.nan).cpu().numpy().astype(np.float32)}

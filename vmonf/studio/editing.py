@@ -191,3 +191,23 @@ def from_query(text: str, max_label: int) -> PointSet:
         xs.append((a, b))
         given.append(g)
     return PointSet.create(np.array(xs, np.float32).reshape(-1, 2), None, given)
+
+
+#: What "Suggest a point" ranks by: the snapshot's per-point array, and its sign (the lowest ``sign * value`` wins).
+SUGGEST = {"q is least sure": ("confidence", 1), "q and p(c|x) disagree most": ("qp_gap", -1)}
+
+
+def suggest_point(snap, exclude=(), rule: str = "q is least sure") -> int | None:
+    """The unlabelled point of the frame ``snap`` most useful to label next (an index into its points): where
+    q(c|x) is least sure (lowest top probability), or where q(c|x) and the flows' exact p(c|x) disagree most
+    (largest half-L1 distance, ``qp_gap``). Points in ``exclude`` and labelled ones are never suggested;
+    ``None`` when no point is left or the frame has no model yet."""
+    name, sign = SUGGEST[rule]
+    values = snap.get(name)
+    if values is None or snap.meta.get("stage", "training") == "data":
+        return None
+    score = sign * values.astype(float)
+    score[list(exclude)] = np.inf
+    if snap.get("labelled") is not None:
+        score[snap.get("labelled").astype(bool)] = np.inf
+    return None if not np.isfinite(score).any() else int(score.argmin())

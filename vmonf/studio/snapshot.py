@@ -26,7 +26,7 @@ class Snapshot:
     p_grid_conf (G, G: argmax and max of q(c|x) and of p(c|x)), warp (K, lines, points, 2: a base-space
     grid pushed through each flow), points (P, D), assign (P,), confidence (P,),
     y_true (P,), labelled (P,), samples (S, D), sample_comp (S,), component_images (K, m, h, w),
-    contingency (K, C), pi (K,).
+    contingency (K, C), pi (K,), qp_gap (P,): half the L1 distance between q(c|x) and p(c|x) at each point.
     """
 
     meta: MappingProxyType
