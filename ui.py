@@ -105,7 +105,16 @@ export default function (component) {
     el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
     return window.__vmonfPlotly.then(async (Plotly) => {
       const t0 = performance.now();
+      // A figure with a Plotly slider (the flow scrubber) keeps the stage the user slid to when a newer
+      // figure of the same slider arrives (training went on): the slider lives in the browser.
+      const was = el.layout && el.layout.sliders && el.layout.sliders[0];
+      const now = fig.layout && fig.layout.sliders && fig.layout.sliders[0];
+      const keep = was && now && was.name === now.name && was.steps.length === now.steps.length &&
+        was.active !== now.active ? was.active : null;
       await Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
+      if (keep !== null) {
+        await Plotly.update(el, now.steps[keep].args[0], { ...now.steps[keep].args[1], "sliders[0].active": keep });
+      }
       el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
       el.dataset.updates = String(Number(el.dataset.updates) + 1);
       el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");

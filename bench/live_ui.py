@@ -6,7 +6,8 @@ and times, from the click, what the page shows: the points, the starting partiti
 and the status line's "ARI >= 0.95 reached". Then it counts chart updates and training steps for --seconds,
 and, in the same run, trains the same model headless (a bare Trainer loop in its own process) for the same
 time, so the speed ratio compares like with like. Then the same for --seconds with the mouse moving over the
-density chart (the point probe asks the run at every place). Then four sessions press Start together.
+density chart (the point probe asks the run at every place), and, showing a component's flow warp, for --seconds
+without and --seconds with the flow scrubber's slider moving. Then four sessions press Start together.
 
     python bench/live_ui.py [--seconds 15] [--sessions 4]
 
@@ -102,19 +103,22 @@ def watch_start(pages: list, timeout: float) -> list[dict]:
     return seen
 
 
-def rates(page, seconds: float, hover: bool = False) -> tuple[float, float, float]:
+def rates(page, seconds: float, hover: bool = False, scrub: bool = False) -> tuple[float, float, float]:
     """(chart updates/s, training steps/s, ms of browser time per density update) over ``seconds``; with
     ``hover`` the mouse wanders over the density chart all the while (the point probe asks the run at each
-    place)."""
+    place); with ``scrub`` the flow scrubber's slider moves to another layer every 0.3 s."""
     u0, s0, w0 = live_updates(page)[0][0], step_counter(page), time.monotonic()
     r0 = page.evaluate("Number(document.querySelector('.vmonf-live').dataset.renderMs)")
     box = page.locator(".vmonf-live").first.bounding_box()
     end, i = time.monotonic() + seconds, 0
     while time.monotonic() < end:
+        i += 1
         if hover:
-            i += 1
             page.mouse.move(box["x"] + box["width"] * (0.2 + 0.6 * ((i * 0.37) % 1)),
                             box["y"] + box["height"] * (0.2 + 0.6 * ((i * 0.61) % 1)))
+        if scrub and i % 3 == 0:  # click along the scrubber's slider (Plotly's own, under its chart)
+            rail = page.locator(".vmonf-live .slider-rail-touch-rect").first.bounding_box()
+            page.mouse.click(rail["x"] + rail["width"] * ((i // 3) % 6) / 5, rail["y"] + rail["height"] / 2)
         time.sleep(0.1)
     u1, s1, w1 = live_updates(page)[0][0], step_counter(page), time.monotonic()
     r1 = page.evaluate("Number(document.querySelector('.vmonf-live').dataset.renderMs)")
@@ -154,6 +158,17 @@ def main() -> None:
         ui_updates, ui_rate, render_ms = rates(page, args.seconds)
         hover_updates, hover_rate, _ = rates(page, args.seconds, hover=True)
         probes = page.locator('[data-testid="stMarkdownContainer"]', has_text="Point probe").count()
+        page.mouse.move(5, 5)  # off the chart
+        page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').first.click()
+        page.get_by_role("option", name="flow warp of component 1").click()
+        page.locator(".vmonf-live .slider-rail-touch-rect").first.wait_for(timeout=30_000)
+        page.locator(".vmonf-live .slider-rail-touch-rect").first.scroll_into_view_if_needed()
+        time.sleep(2)
+        warp_updates, warp_rate, _ = rates(page, args.seconds)
+        scrub_updates, scrub_rate, _ = rates(page, args.seconds, scrub=True)
+        scrubbed = page.evaluate("() => { for (const e of document.querySelectorAll('.vmonf-live')) {"
+                                 " if (e.layout && e.layout.sliders && e.layout.sliders.length)"
+                                 " return e.layout.sliders[0].active; } return null; }")
         page.context.close()
         time.sleep(2)
         pages = [open_page(browser, url) for _ in range(args.sessions)]
@@ -179,6 +194,12 @@ def main() -> None:
           f"   probe shown: {'yes' if probes else 'NO'}")
     print(f"{'mouse over the chart: training steps/s':<52}{hover_rate:>10.1f}   "
           f"{hover_rate / ui_rate:.0%} of the same run without the mouse")
+    print(f"{'flow warp shown, no mouse: updates per second':<52}{warp_updates:>10.1f}")
+    print(f"{'flow warp shown, no mouse: training steps/s':<52}{warp_rate:>10.1f}")
+    print(f"{'scrubbing the flow: updates per second':<52}{scrub_updates:>10.1f}"
+          f"   slider left at layer {scrubbed}")
+    print(f"{'scrubbing the flow: training steps/s':<52}{scrub_rate:>10.1f}   "
+          f"{scrub_rate / warp_rate:.0%} of the same view without scrubbing")
     print(f"stages of Start (job timeline, s from Start): {stage_shares(one.get('timeline', {}))}")
     firsts = [s.get("trained") for s in many]
     worst = None if None in firsts else max(firsts)

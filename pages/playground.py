@@ -570,16 +570,14 @@ def scrub_ui(job, snap, component: int) -> None:
     if answer is None or answer["component"] != component:
         st.caption("The flow scrubber appears once the run has a model (after its start is chosen).")
         return
-    names = answer["names"]
-    index = st.select_slider(
-        "flow layer", list(range(len(names))), len(names) - 1, key=f"toy_scrub_{len(names)}",
-        format_func=lambda i: f"{i}: {names[i]}",
-        help="Slide from the component's Gaussian base space (0) through each coupling block to data space: the "
-             "grid, the 1, 2 and 3 σ circles and the samples move forward through the flow, and the data points "
-             "move back. At 0 you see which points this component claims and how Gaussian they have become.")
+    st.caption("Slide *flow layer* under the chart from the component's Gaussian base space (0) through each "
+               "coupling block to data space: the grid, the 1, 2 and 3 σ circles and the samples move forward "
+               "through the flow, and the data points move back. At 0 you see which points this component claims "
+               "and how Gaussian they have become. The slider moves in your browser, with no round trip "
+               "to the server.")
     assign = snap.get("assign")
-    ui.live_figure(lambda: figures.stage_spec(answer, index, assign), key="toy_stages_fig",
-                   token=(answer["id"], index, component))
+    ui.live_figure(lambda: figures.scrubber_spec(answer, assign), key="toy_stages_fig",
+                   token=(answer["id"], component))
 
 
 def preview(spec: JobSpec):

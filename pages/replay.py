@@ -48,13 +48,10 @@ def flow_scrubber(run: Run) -> None:
     component = st.selectbox("component", list(range(k)), format_func=lambda c: f"component {c + 1}",
                              key="replay_scrub_component")
     stages = flow_stages(model, component, last.get("points"), seed=int(run.settings.get("data_seed", 0)))
-    names = stages["names"]
-    index = st.select_slider("flow layer", list(range(len(names))), len(names) - 1, key=f"replay_scrub_{len(names)}",
-                             format_func=lambda i: f"{i}: {names[i]}",
-                             help="From the component's Gaussian base space (0) through each block to data space: "
-                                  "the grid, 1-2-3 σ circles and samples move forward, the data points back.")
-    ui.live_figure(lambda: figures.stage_spec(stages, index, last.get("assign")), key="replay_stages",
-                   token=(id(run.checkpoint), component, index))
+    st.caption("Slide *flow layer* under the chart from the component's Gaussian base space (0) through each "
+               "block to data space: the grid, 1-2-3 σ circles and samples move forward, the data points back.")
+    ui.live_figure(lambda: figures.scrubber_spec(stages, last.get("assign")), key="replay_stages",
+                   token=(id(run.checkpoint), component))
 
 
 def session_run() -> Run | None:

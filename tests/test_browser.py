@@ -379,17 +379,26 @@ def test_flow_scrubber_goes_from_the_base_gaussian_to_data_space(server, browser
     page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name="flow warp of component 1").click()
     stage_of = ("() => { for (const e of document.querySelectorAll('.vmonf-live')) {"
-                "  const m = JSON.parse(e.dataset.run || '{}'); if (typeof m.stage === 'number') {"
-                "    const s = e._fullData.find(t => t.name === 'base samples pushed this far');"
-                "    return [m.stage, e.layout.title.text, Array.from(s.x), Array.from(s.y)]; } } return null; }")
+                "  if (e.layout && e.layout.sliders && e.layout.sliders.length) {"
+                "    const s = e._fullData.find(t => t.name === 'base samples pushed this far' && t.visible === true);"
+                "    return [e.layout.meta.stage, e.layout.title.text, Array.from(s.x), Array.from(s.y)]; } }"
+                " return null; }")
     last, title, _, _ = wait_until(lambda: page.evaluate(stage_of), timeout=30)
     assert last >= 3 and "data space" in title  # it opens on the data
-    page.get_by_role("slider").last.focus()  # the flow layer: the last slider on the page
-    page.keyboard.press("Home")
+    rail = page.locator(".vmonf-live .slider-rail-touch-rect").first  # Plotly's own slider: in the browser alone
+    rail.scroll_into_view_if_needed()
+    box = rail.bounding_box()
+    page.mouse.click(box["x"] + 2, box["y"] + box["height"] / 2)  # its left end: stage 0
     stage, title, xs, ys = wait_until(lambda: (s := page.evaluate(stage_of)) and s[0] == 0 and s, timeout=30)
     assert "Gaussian base space" in title
     z = np.array([xs, ys]).T  # the base samples, back where they started: a standard normal
     assert abs(z.mean()) < 0.2 and 0.8 < z.std() < 1.2 and len(z) == 300
+    # Training goes on and newer stages arrive: the slider stays where it was put.
+    meta_step = "() => { for (const e of document.querySelectorAll('.vmonf-live')) { if (e.layout && e.layout.sliders" \
+                " && e.layout.sliders.length) return [e.layout.meta.step, e.layout.meta.stage]; } return null; }"
+    before = page.evaluate(meta_step)[0]
+    after, stage = wait_until(lambda: (m := page.evaluate(meta_step)) and m[0] > before and m, timeout=30)
+    assert stage == 0 and page.evaluate(stage_of)[0] == 0
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
 

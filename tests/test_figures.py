@@ -1,5 +1,7 @@
 """Figures are pure: a snapshot in, a valid plotly figure out, with axes that never move between frames."""
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -127,3 +129,12 @@ def test_flow_stages_run_from_the_base_gaussian_to_the_components_samples():
     np.testing.assert_allclose(stages[-1]["points"], x, atol=1e-4)
     with pytest.raises(ValueError, match="component"):
         flow_stages(model, 3, x)
+    # The scrubber figure holds every stage; each slider step shows exactly one stage's traces.
+    fig = figures.scrubber_spec(out, np.zeros(len(x), int))
+    json.dumps(fig, allow_nan=False, default=float)
+    steps, per = fig["layout"]["sliders"][0]["steps"], len(figures.stage_spec(out, 0)["data"])
+    assert len(steps) == len(stages) and fig["layout"]["sliders"][0]["active"] == len(stages) - 1
+    for i, step in enumerate(steps):
+        shown = [j for j, v in enumerate(step["args"][0]["visible"]) if v]
+        assert shown == list(range(i * per, (i + 1) * per)) and step["args"][1]["meta.stage"] == i
+    assert [t["visible"] for t in fig["data"]] == steps[-1]["args"][0]["visible"]

@@ -404,3 +404,32 @@ def stage_spec(stages: dict, index: int, assign: np.ndarray | None = None, *, he
               "legend": {"orientation": "h", "y": -0.08}, "uirevision": f"stages{stages['component']}",
               "meta": {"stage": index, "step": stages.get("step", 0)}}
     return {"data": data, "layout": layout}
+
+
+def scrubber_spec(stages: dict, assign: np.ndarray | None = None, *, start: int | None = None,
+                  height: int = 500) -> dict:
+    """The flow scrubber as one figure: every stage of :func:`stage_spec` in it, and Plotly's own slider to move
+    between them (``start``: the stage shown first, data space by default).
+
+    Moving the slider happens in the browser alone (it only changes which traces are visible, the title and
+    ``meta.stage``): scrubbing through a slider that reran the page cost the training a quarter of its speed
+    on 2 cores (docs/RESULTS.md, "Touch the model").
+    """
+    n = len(stages["stages"])
+    start = n - 1 if start is None else start
+    figs = [stage_spec(stages, i, assign, height=height) for i in range(n)]
+    per = len(figs[0]["data"])
+    data = []
+    for i, fig in enumerate(figs):
+        for trace in fig["data"]:
+            data.append({**trace, "visible": i == start, "showlegend": i == start or None})
+    steps = [{"label": str(i), "method": "update",
+              "args": [{"visible": [j // per == i for j in range(len(data))],
+                        "showlegend": [j // per == i for j in range(len(data))]},
+                       {"title.text": fig["layout"]["title"]["text"], "meta.stage": i}]}
+             for i, fig in enumerate(figs)]
+    layout = {**figs[start]["layout"], "margin": {"l": 40, "r": 10, "t": 50, "b": 90},
+              "sliders": [{"name": "flow layer", "active": start, "steps": steps, "pad": {"t": 40},
+                           "currentvalue": {"prefix": "flow layer ", "font": {"size": 13}}}]}
+    layout["legend"] = {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"}
+    return {"data": data, "layout": layout}
