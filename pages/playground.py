@@ -412,8 +412,7 @@ def editor_for_edit() -> Editor | None:
             data, labels = load_spec_data(spec)
         except (ValueError, TypeError):
             return None
-        given = labels if labels is not None else None
-        editor = Editor(PointSet.create(data.x, data.y, given), st.session_state["_toy_base"],
+        editor = Editor(PointSet.create(data.x, data.y, labels), st.session_state["_toy_base"],
                         editing.bounds_of(data.x))
         st.session_state["toy_editor"] = editor
     return editor
@@ -444,7 +443,7 @@ def edit_events(mouse, tool: str) -> None:
         elif "lasso" in erase:
             lasso = erase["lasso"]
             new = new.keep(~new.inside_polygon([p["x"] for p in lasso], [p["y"] for p in lasso]))
-    if len(new) != len(pts) or new is not pts:
+    if len(new) != len(pts):  # an erase that held no point is no edit (and no undo step)
         editor.apply(new)
         st.session_state["toy_edited"] = True
         st.rerun()
