@@ -109,12 +109,16 @@ if run.checkpoint is not None and checked(run.checkpoint)["ok"]:
 
 st.subheader("Export")
 e1, e2, e3 = st.columns(3)
-fmt = e1.selectbox("format", ["gif", "mp4", "html", "png"], key="replay_fmt",
+fmt = e1.selectbox("format", ["gif", "mp4", "html", "png", "pdf", "svg"], key="replay_fmt",
                    format_func={"gif": "GIF", "mp4": "MP4 video", "html": "HTML page (works offline)",
-                                "png": "PNG frames + Beamer snippet (zip)"}.get,
-                   help="GIF and MP4 go into PowerPoint or Keynote; the zip goes into a LaTeX Beamer deck.")
+                                "png": "PNG frames + Beamer snippet (zip)",
+                                "pdf": "PDF vector frames + Beamer snippet (zip)",
+                                "svg": "SVG vector frames (zip)"}.get,
+                   help="GIF and MP4 go into PowerPoint or Keynote; the PNG and PDF zips go into a LaTeX Beamer deck "
+                        "(PDF pages also go into a thesis as vector figures: points, axes and text stay sharp, the "
+                        "density behind them is an image); SVG frames go into web pages and drawing programs.")
 size = e2.selectbox("size", ["640x480", "800x600", "1024x768", "1280x720"], key="replay_size",
-                    help="Pixels of each frame (GIF, MP4, PNG).")
+                    help="Pixels of each frame (GIF, MP4, PNG; the vector frames' size at 100 dpi).")
 overlay = e3.toggle("step and ELBO in the corner", value=True, key="replay_overlay",
                     help="Write each frame's training step and ELBO in its top-left corner.")
 if st.button("Prepare the export", key="replay_export", type="primary"):
@@ -130,7 +134,7 @@ if st.button("Prepare the export", key="replay_export", type="primary"):
         st.error(f"Export failed: {exc}", icon=":material/error:")
     bar.empty()
 if (ready := st.session_state.get("replay_file")) and ready[0] == fmt:
-    name = f"vmonf-{(title or 'run').replace(' ', '-')}.{'zip' if fmt == 'png' else fmt}"
+    name = f"vmonf-{(title or 'run').replace(' ', '-')}.{ex.EXTENSIONS[fmt]}"
     st.download_button(f"Download {name} ({len(ready[1]) / 1e6:.1f} MB)", ready[1], file_name=name,
                        key="replay_download")
 st.download_button("Save this run (.vmonf)", lambda: run_bytes(run), file_name="vmonf-run.vmonf", key="replay_save",

@@ -81,7 +81,7 @@ def test_hostile_run_files_are_refused(run):
         assert name
 
 
-@pytest.mark.parametrize("fmt", ["gif", "mp4", "png", "html"])
+@pytest.mark.parametrize("fmt", list(ex.FORMATS))
 def test_every_export_format_decodes(run, fmt):
     frames = run.frames
     data = ex.export(frames, fmt, fps=5, **({} if fmt == "html" else {"size": (320, 240), "title": "t"}))
@@ -110,6 +110,25 @@ def test_every_export_format_decodes(run, fmt):
         pngs = sorted(p for p in z.namelist() if p.endswith(".png"))
         assert len(pngs) == n and Image.open(z.open(pngs[0])).size == (320, 240)
         assert f"{{0}}{{{n - 1}}}" in z.read("beamer.tex").decode()
+    elif fmt == "svg":
+        import xml.etree.ElementTree as ET
+
+        z = zipfile.ZipFile(io.BytesIO(data))
+        svgs = sorted(p for p in z.namelist() if p.endswith(".svg"))
+        assert len(svgs) == n
+        root = ET.fromstring(z.read(svgs[0]))  # valid XML, an SVG of the frame's size
+        assert root.tag.endswith("svg") and root.get("width").startswith("230.4pt")  # 320 px at 100 dpi = 3.2 in
+        uses = root.findall(".//{http://www.w3.org/2000/svg}use")  # one vector marker per point
+        assert len(uses) >= len(frames[0].get("points"))
+    elif fmt == "pdf":
+        from pypdf import PdfReader
+
+        z = zipfile.ZipFile(io.BytesIO(data))
+        pdf = PdfReader(io.BytesIO(z.read("frames.pdf")))
+        assert len(pdf.pages) == n  # one page per frame
+        assert [round(float(v)) for v in pdf.pages[0].mediabox[2:]] == [230, 173]  # 3.2 x 2.4 in, in points
+        assert "step" in pdf.pages[-1].extract_text()  # the corner's text is text, not pixels
+        assert "{frames}{}{}" in z.read("beamer.tex").decode()
     else:
         html = data.decode()
         assert "Plotly.newPlot" in html and len(html) > 3_000_000  # plotly.js itself is inlined

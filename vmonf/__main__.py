@@ -20,7 +20,7 @@ from vmonf.estimator import VMoNF
 from vmonf.metrics import clustering_scores, loglik_summary
 from vmonf.perf import tune_process
 from vmonf.studio.capture import make_view, record_scores, take_snapshot
-from vmonf.studio.export import FORMATS, export, thin
+from vmonf.studio.export import EXTENSIONS, FORMATS, export, thin
 from vmonf.studio.runfile import Run, load_run, save_run
 from vmonf.studio.settings import add_cli_flags
 from vmonf.studio.snapshot import Recording
@@ -48,13 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("run", type=Path, help="a .vmonf run file (written by train, or saved from the app)")
     e.add_argument("--format", choices=FORMATS, default="gif",
-                   help="html: standalone page; gif; mp4; png: zip of PNG frames with a Beamer snippet")
+                   help="html: standalone page; gif; mp4; png: zip of PNG frames with a Beamer snippet; pdf: zip of "
+                        "a PDF of vector frames (one per page) with a Beamer snippet; svg: zip of SVG frames")
     e.add_argument("--fps", type=int, default=10, help="frames per second")
-    e.add_argument("--size", default="640x480", help="WIDTHxHEIGHT in pixels (gif, mp4, png)")
+    e.add_argument("--size", default="640x480", help="WIDTHxHEIGHT in pixels (gif, mp4, png; pdf and svg at 100 dpi)")
     e.add_argument("--frames", type=int, default=0, help="use at most this many frames, evenly spread (0 = all)")
     e.add_argument("--title", default="", help="title drawn above the animation")
     e.add_argument("--no-overlay", action="store_true", help="leave out the step and ELBO in the corner")
-    e.add_argument("--out", type=Path, required=True, help="output file, or a folder to write run.<format> into")
+    e.add_argument("--out", type=Path, required=True, help="output file, or a folder to write run.<ext> into (.zip for png, pdf, svg)")
     return parser
 
 
@@ -140,7 +141,7 @@ def export_run(args: argparse.Namespace) -> None:
     kw = {"fps": args.fps, "title": args.title}
     if args.format != "html":
         kw.update(size=(w, h), overlay=not args.no_overlay, progress=progress)
-    out = args.out / f"run.{args.format}" if args.out.is_dir() else args.out
+    out = args.out / f"run.{EXTENSIONS[args.format]}" if args.out.is_dir() else args.out
     if not out.parent.is_dir():
         raise ValueError(f"--out: the folder {out.parent} does not exist; create it or choose another path.")
     data = export(frames, args.format, **kw)

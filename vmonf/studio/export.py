@@ -1,7 +1,9 @@
-"""Replay and export of recorded runs: a client-side plotly animation, standalone HTML, GIF, MP4 and PNG frames.
+"""Replay and export of recorded runs: a client-side plotly animation, standalone HTML, GIF, MP4, PNG frames and
+vector frames (SVG, PDF) for LaTeX.
 
-Raster formats are drawn with matplotlib, so they need no browser (kaleido needs Chrome, which a
-projector laptop may lack). MP4 uses the ffmpeg binary that the ``imageio-ffmpeg`` package ships.
+Frames are drawn with matplotlib, so they need no browser (kaleido needs Chrome, which a
+projector laptop may lack). In the vector formats the points, axes and text are vectors and the density
+behind them is one embedded image per frame. MP4 uses the ffmpeg binary that the ``imageio-ffmpeg`` package ships.
 Every function takes the frames of a :class:`~vmonf.studio.runfile.Run` (2-D runs) and returns bytes.
 """
 
@@ -18,7 +20,9 @@ from vmonf.studio.figures import LOG_DENSITY_RANGE, PALETTE, density_spec, given
 from vmonf.studio.snapshot import Snapshot
 
 ProgressFn = Callable[[int, int], None]  # (frames done, frames in all)
-FORMATS = ("html", "gif", "mp4", "png")
+FORMATS = ("html", "gif", "mp4", "png", "svg", "pdf")
+#: What each format's file is: the frame formats come as a zip of frames (and, for LaTeX, a Beamer snippet).
+EXTENSIONS = {"html": "html", "gif": "gif", "mp4": "mp4", "png": "zip", "svg": "zip", "pdf": "zip"}
 
 
 def _check(frames: Sequence[Snapshot]) -> None:
@@ -96,7 +100,20 @@ def _rgba(assign: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def render_frame(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: tuple[float, float] | None = None,
                  title: str = "", overlay: bool = True) -> np.ndarray:
     """One frame as an RGB ``uint8`` array of shape ``(height, width, 3)``, drawn with matplotlib."""
+    return _raster(frame_figure(snap, size=size, zrange=zrange, title=title, overlay=overlay))
+
+
+def _raster(fig) -> np.ndarray:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def frame_figure(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: tuple[float, float] | None = None,
+                 title: str = "", overlay: bool = True):
+    """One frame as a matplotlib ``Figure`` (``size`` pixels at 100 dpi), for :func:`render_frame` or a vector file."""
     from matplotlib.figure import Figure
 
     w, h = size
@@ -104,7 +121,6 @@ def render_frame(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: 
         raise ValueError(f"Frame size must be between 64 and 4096 pixels a side, got {w}x{h}.")
     zmin, zmax = zrange or density_range([snap])
     fig = Figure(figsize=(w / 100, h / 100), dpi=100)
-    canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0.06, 0.06, 0.9, 0.86 if title else 0.9))
     gx, gy = snap.get("grid_x"), snap.get("grid_y")
     ax.imshow(np.clip(snap.get("log_density"), zmin, zmax), origin="lower", cmap="Greys", vmin=zmin, vmax=zmax,
@@ -122,17 +138,20 @@ def render_frame(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: 
     if overlay:
         ax.text(0.02, 0.97, caption(snap), transform=ax.transAxes, va="top", ha="left", fontsize=9,
                 bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=2))
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+    return fig
 
 
-def _rendered(frames, size, title, overlay, progress):
+def _figures(frames, size, title, overlay, progress):
     _check(frames)
     zrange = density_range(frames)
     for i, f in enumerate(frames):
-        yield render_frame(f, size=size, zrange=zrange, title=title, overlay=overlay)
+        yield frame_figure(f, size=size, zrange=zrange, title=title, overlay=overlay)
         if progress:
             progress(i + 1, len(frames))
+
+
+def _rendered(frames, size, title, overlay, progress):
+    return (_raster(fig) for fig in _figures(frames, size, title, overlay, progress))
 
 
 def export_gif(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "", overlay: bool = True,
@@ -203,6 +222,51 @@ def export_png_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480)
     return buf.getvalue()
 
 
+def export_svg_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "",
+                   overlay: bool = True, progress: ProgressFn | None = None) -> bytes:
+    """A zip of SVG frames (``frames/frame-N.svg``: vector points, axes and text over the density image)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i, fig in enumerate(_figures(frames, size, title, overlay, progress)):
+            svg = io.BytesIO()
+            fig.savefig(svg, format="svg")
+            z.writestr(f"frames/frame-{i}.svg", svg.getvalue())
+    return buf.getvalue()
+
+
+def export_pdf_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "",
+                   overlay: bool = True, progress: ProgressFn | None = None) -> bytes:
+    """``frames.pdf`` (one page per frame, vector points, axes and text) and ``beamer.tex``, whose
+    ``\\animategraphics`` plays the pages in a Beamer slide; each page also goes into a thesis as a still
+    (``\\includegraphics[page=N]{frames.pdf}``)."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    pdf = io.BytesIO()
+    n = 0
+    with PdfPages(pdf, metadata={"Title": title or "VMoNF run", "Creator": "VMoNF Studio"}) as pages:
+        for fig in _figures(frames, size, title, overlay, progress):
+            pages.savefig(fig)
+            n += 1
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("frames.pdf", pdf.getvalue())
+        z.writestr("beamer.tex", beamer_pdf_snippet(n, fps))
+    return buf.getvalue()
+
+
+def beamer_pdf_snippet(n_frames: int, fps: int, file: str = "frames") -> str:
+    """LaTeX for Beamer: plays the pages of ``frames.pdf`` with the animate package."""
+    return (
+        "% In the preamble: \\usepackage{animate}\n"
+        f"% Unzip next to your .tex file: frames.pdf holds the {n_frames} frames, one per page.\n"
+        "\\begin{frame}{Training animation}\n"
+        "  \\centering\n"
+        f"  \\animategraphics[autoplay,loop,controls,width=0.9\\linewidth]{{{fps}}}{{{file}}}{{}}{{}}\n"
+        "\\end{frame}\n"
+        "% A single frame as a figure: \\includegraphics[page=1,width=\\linewidth]{frames.pdf}\n"
+    )
+
+
 def export(frames: Sequence[Snapshot], fmt: str, **kw) -> bytes:
     """Export in ``fmt`` (one of :data:`FORMATS`); keyword arguments go to that format's function."""
     if fmt == "html":
@@ -213,6 +277,10 @@ def export(frames: Sequence[Snapshot], fmt: str, **kw) -> bytes:
         return export_mp4(frames, **kw)
     if fmt == "png":
         return export_png_zip(frames, **kw)
+    if fmt == "svg":
+        return export_svg_zip(frames, **kw)
+    if fmt == "pdf":
+        return export_pdf_zip(frames, **kw)
     raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
 
 
