@@ -6,6 +6,7 @@ import ui
 
 st.set_page_config(page_title="VMoNF Studio", page_icon=":material/scatter_plot:", layout="wide")
 ui.ensure_plotly_js()
+ui.teacher_mode()  # hide= and autoplay= of the link the session opened with
 ui.warm_workers()
 
 pages = [

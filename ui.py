@@ -100,6 +100,30 @@ export default function (component) {
       document.head.appendChild(s);
     });
   }
+  if (!window.__vmonfKeys) {
+    // Keyboard shortcuts for a lecture: space pauses or resumes (or starts), "s" steps, "r" resets. They press
+    // the page's own buttons (hidden ones too, with hide=controls), never while typing in a field.
+    window.__vmonfKeys = true;
+    document.addEventListener("keydown", (ev) => {
+      const t = ev.target, tag = (t && t.tagName) || "";
+      if (ev.ctrlKey || ev.metaKey || ev.altKey || /^(INPUT|TEXTAREA|SELECT)$/.test(tag) ||
+          (t && t.isContentEditable) || (t && t.getAttribute && t.getAttribute("role") === "slider")) { return; }
+      const press = (...names) => {
+        for (const name of names) {
+          const b = Array.from(document.querySelectorAll("button")).find(
+            (x) => x.textContent.trim() === name && !x.disabled);
+          if (b) { b.click(); return true; }
+        }
+        return false;
+      };
+      const done = ev.key === " " ? press("Pause", "Resume", "Start") : ev.key === "s" ? press("Step")
+        : ev.key === "r" ? press("Reset") : false;
+      if (done) {
+        ev.preventDefault();
+        document.body.dataset.vmonfKeys = String(Number(document.body.dataset.vmonfKeys || 0) + 1);
+      }
+    });
+  }
   const draw = (fig) => {
     el.dataset.received = String(Number(el.dataset.received || 0) + 1);  // new frames; "updates" counts drawn ones
     el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
@@ -490,6 +514,44 @@ def _reset(page: str) -> None:
         job.stop(timeout=5)
 
 
+#: What ``hide=`` in a link can hide (comma-separated): the sidebar, the run's buttons, the explanations.
+HIDEABLE = ("sidebar", "controls", "text")
+_HIDE_CSS = {
+    "sidebar": '[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none !important; }',
+    "controls": ".st-key-run_controls { display: none !important; }",
+    "text": '[data-testid="stMain"] [data-testid="stCaptionContainer"] { display: none !important; }',
+}
+
+
+def teacher_mode() -> dict:
+    """The presentation options of the link the session opened with (read once): ``hide`` (a list of
+    :data:`HIDEABLE` parts) and ``autoplay``; hides those parts of every page."""
+    mode = st.session_state.get("_teacher")
+    if mode is None:
+        q = st.query_params
+        hide = [h for h in q.get("hide", "").split(",") if h in HIDEABLE]
+        mode = st.session_state["_teacher"] = {"hide": hide, "autoplay": q.get("autoplay", "") == "1"}
+    if mode["hide"]:
+        st.html("<style>" + "\n".join(_HIDE_CSS[h] for h in mode["hide"]) + "</style>")
+    return mode
+
+
+def teacher_query() -> dict[str, str]:
+    """The presentation options as query parameters, to keep in a link the page rewrites."""
+    mode = st.session_state.get("_teacher") or {}
+    return {**({"hide": ",".join(mode["hide"])} if mode.get("hide") else {}),
+            **({"autoplay": "1"} if mode.get("autoplay") else {})}
+
+
+def autoplay(page: str, spec: JobSpec, blocked: str | None = None) -> None:
+    """With ``autoplay=1`` in the link, start the run it describes once, as the page opens (no click)."""
+    mode = st.session_state.get("_teacher") or {}
+    if mode.get("autoplay") and not blocked and not st.session_state.get(f"_{page}_autoplayed"):
+        st.session_state[f"_{page}_autoplayed"] = True
+        if current_job(page) is None:
+            _start(page, spec)
+
+
 def controls(page: str, spec: JobSpec, blocked: str | None = None) -> TrainingJob | None:
     """Start / Pause / Resume / Step / Stop / Reset buttons; returns the page's job, if any. ``blocked`` says
     why these settings cannot start a run yet (Start is disabled, and the reason shown)."""
@@ -503,7 +565,7 @@ def controls(page: str, spec: JobSpec, blocked: str | None = None) -> TrainingJo
         st.warning("You changed the data or model settings. The current run still uses the old ones. "
                    "Starting again throws the trained run away.", icon=":material/warning:")
     state = job.state if job else "created"
-    cols = st.columns(6)
+    cols = st.container(key="run_controls").columns(6)  # hide=controls hides this row (the keys still work)
     ended = state in states.ENDED
     cols[0].button("Discard and start" if changed else ("Start again" if ended else "Start"), key=f"{page}_start",
                    type="primary", on_click=_start, args=(page, spec), width="stretch",

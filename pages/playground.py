@@ -307,6 +307,7 @@ def settings_ui() -> JobSpec | None:
         query = {**to_query({**settings, "dataset": DEFAULTS["dataset"], "params": {}}), "ds": "draw"}
         if shared is not None:
             query["pts"] = shared
+    query.update(ui.teacher_query())  # a lecture's link keeps its presentation options
     if st.query_params.to_dict() != query:
         # Best effort: Streamlit shows this in the address bar one interaction late (the browser sends
         # its old query with the next rerun), so the share box below is the link to hand out.
@@ -318,8 +319,20 @@ def settings_ui() -> JobSpec | None:
                        icon=":material/link_off:")
         else:
             base = (st.context.url or "").split("?")[0]
-            st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
-            st.caption("Anyone opening this link gets the same data, model and seeds.")
+            shared = {k: v for k, v in query.items() if k not in ("hide", "autoplay")}
+            c1, c2 = st.columns(2)
+            if c1.checkbox("start on opening", key="toy_share_autoplay",
+                           help="autoplay=1: the run starts as the page opens, with no click (a lecture's demo)."):
+                shared["autoplay"] = "1"
+            hide = [part for part, label in (("sidebar", "hide the sidebar"), ("controls", "hide the buttons"),
+                                             ("text", "hide the explanations"))
+                    if (c1 if part == "sidebar" else c2).checkbox(label, key=f"toy_share_hide_{part}",
+                                                                  help=f"hide={part} in the link.")]
+            if hide:
+                shared["hide"] = ",".join(hide)
+            st.code(f"{base}?{urlencode(shared)}", language=None, wrap_lines=True)
+            st.caption("Anyone opening this link gets the same data, model and seeds. Keys on the page: space "
+                       "pauses and resumes, s steps, r resets.")
     return spec
 
 
@@ -636,6 +649,7 @@ if problems := st.session_state.pop("toy_link_problems", None):
 preset = PRESETS.get(st.session_state.get("toy_preset", ""))
 if preset is not None and all(st.session_state.get(k) == v for k, v in widget_state(preset.settings).items()):
     st.info(f"**{preset.title}.** {preset.watch}", icon=":material/school:")
+ui.autoplay(PAGE, spec, blocked)
 job = ui.controls(PAGE, spec, blocked=blocked)
 v1, v2, v3 = st.columns([2, 1, 1])
 v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]

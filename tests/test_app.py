@@ -334,3 +334,13 @@ def test_many_edited_points_are_shared_as_a_csv_not_a_link(app):
     assert not app.exception
     assert any("too many for a link" in w.value for w in app.sidebar.warning)
     assert app.get("download_button") and any("Edited on the chart: 400 points" in c.value for c in app.sidebar.caption)
+
+
+def test_the_share_box_offers_a_lecture_link(app):
+    app.run()
+    app.sidebar.checkbox(key="toy_share_autoplay").check().run()
+    app.sidebar.checkbox(key="toy_share_hide_sidebar").check().run()
+    app.sidebar.checkbox(key="toy_share_hide_text").check().run()
+    assert not app.exception
+    link = app.sidebar.code[0].value
+    assert "autoplay=1" in link and "hide=sidebar%2Ctext" in link and "ds=pinwheel" in link

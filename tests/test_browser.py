@@ -466,3 +466,23 @@ def test_a_toy_sets_points_are_erased_with_a_box_and_come_back_with_undo(server,
     wait_until(lambda: run_meta(page).get("points") == 1000, timeout=20)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_a_lecture_link_trains_without_a_click_hides_the_sidebar_and_keys_pause(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url + "/?ds=moons&k=2&init=kmeans&autoplay=1&hide=sidebar,controls")
+    wait_until(lambda: (step_counter(page) or 0) > 0, timeout=90)  # no Start pressed
+    assert not page.locator('[data-testid="stSidebar"]').first.is_visible()
+    assert not page.get_by_role("button", name="Pause", exact=True).is_visible()  # hidden, yet the keys work
+    page.locator("h1").first.click()  # the page has the keyboard (no field is focused)
+    page.keyboard.press(" ")
+    wait_until(lambda: page.get_by_text("paused", exact=True).count() > 0, timeout=30)
+    paused_at = step_counter(page)
+    time.sleep(1.5)
+    assert step_counter(page) == paused_at
+    page.keyboard.press("s")  # 25 steps, then paused again
+    wait_until(lambda: (step_counter(page) or 0) >= paused_at + 25, timeout=30)
+    assert "hide=sidebar%2Ccontrols" in page.url or "hide=sidebar,controls" in page.url  # kept in the link
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--frames", type=int, default=0, help="use at most this many frames, evenly spread (0 = all)")
     e.add_argument("--title", default="", help="title drawn above the animation")
     e.add_argument("--no-overlay", action="store_true", help="leave out the step and ELBO in the corner")
-    e.add_argument("--out", type=Path, required=True, help="output file, or a folder to write run.<ext> into (.zip for png, pdf, svg)")
+    e.add_argument("--out", type=Path, required=True,
+                   help="output file, or a folder to write run.<ext> into (.zip for png, pdf, svg)")
     return parser
 
 
