@@ -486,3 +486,18 @@ def test_a_lecture_link_trains_without_a_click_hides_the_sidebar_and_keys_pause(
     assert "hide=sidebar%2Ccontrols" in page.url or "hide=sidebar,controls" in page.url  # kept in the link
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def test_every_page_has_a_deep_link_that_opens_fresh(browser):
+    """On a server nobody has opened yet, each page's own address opens that page, with no "Page not found"."""
+    with streamlit_server() as (url, _):
+        for path, title in (("/how_it_works", "How it works"), ("/playground?ds=moons&k=3", "2-D playground"),
+                            ("/replay", "Replay and export"), ("/images", "Images"), ("/", "2-D playground")):
+            page = browser.new_page()
+            page.goto(url + path)
+            page.locator("h1", has_text=title).first.wait_for(timeout=60_000)
+            time.sleep(1)  # the notice, when there is one, comes with the first run
+            assert page.get_by_text("Page not found").count() == 0, path
+            if path.startswith("/playground"):
+                wait_until(lambda: "k=3" in page.url, timeout=20)  # the page rewrites the link from its settings
+            page.close()
