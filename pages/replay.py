@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from vmonf.studio import export as ex
+from vmonf.studio.examples import shipped_runs
 from vmonf.studio.runfile import Run, check_checkpoint, load_run, run_bytes
 
 st.title("Replay and export")
@@ -54,6 +55,12 @@ def flow_scrubber(run: Run) -> None:
                    token=(id(run.checkpoint), component))
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def example_run(path: str) -> Run:
+    """A shipped example run, read once per server (its frames are read-only)."""
+    return load_run(path)
+
+
 def session_run() -> Run | None:
     job = ui.current_job("toy")
     if job is None or not len(job.recording):
@@ -61,10 +68,28 @@ def session_run() -> Run | None:
     return Run(json.loads(job.spec.to_json()), job.recording.snapshot_list(), job.checkpoint)
 
 
-source = st.radio("run", ["this session's 2-D run", "a saved run file"], horizontal=True, key="replay_source",
-                  help="The run from the 2-D playground, or a .vmonf file saved earlier (from the app or the CLI).")
+EXAMPLE = "a recorded example (no training)"
+source = st.radio("run", ["this session's 2-D run", EXAMPLE, "a saved run file"], horizontal=True,
+                  key="replay_source",
+                  help="The run from the 2-D playground, one of the paper's experiments recorded beforehand (it "
+                       "opens at once: a lecture can begin before anything trains), or a .vmonf file saved earlier.")
 run = None
-if source.startswith("this"):
+if source == EXAMPLE:
+    examples = shipped_runs()
+    if not examples:
+        st.info("No recorded examples here: `python bench/shipped_runs.py` makes them.", icon=":material/info:")
+    else:
+        title = st.selectbox("example", list(examples), key="replay_example",
+                             help="Each preset of the 2-D playground, trained as the app trains it and recorded.")
+        try:
+            run = example_run(str(examples[title]))
+        except ValueError as exc:
+            st.error(f"Could not open the example: {exc}", icon=":material/error:")
+        else:
+            s = run.settings
+            st.caption(f"{s.get('dataset')}, K={s.get('n_components')}, {run.info.get('steps', run.frames[-1].step):,} "
+                       f"steps, recorded by `{run.info.get('made_by', 'the app')}`.")
+elif source.startswith("this"):
     run = session_run()
     if run is None:
         st.info("No run yet in this session. Train one on the 2-D playground, or load a saved run file.",

@@ -344,3 +344,14 @@ def test_the_share_box_offers_a_lecture_link(app):
     assert not app.exception
     link = app.sidebar.code[0].value
     assert "autoplay=1" in link and "hide=sidebar%2Ctext" in link and "ds=pinwheel" in link
+
+
+def test_a_shipped_example_opens_on_the_replay_page_without_training(app):
+    from vmonf.studio.job import live_jobs
+
+    app.switch_page("pages/replay.py").run()
+    app.radio(key="replay_source").set_value("a recorded example (no training)").run()
+    assert not app.exception
+    assert app.get("plotly_chart") and not live_jobs()
+    app.selectbox(key="replay_example").set_value("Pinwheel, 5 wings").run()
+    assert not app.exception and "pinwheel, K=5" in " ".join(c.value for c in app.caption)

@@ -499,5 +499,20 @@ def test_every_page_has_a_deep_link_that_opens_fresh(browser):
             time.sleep(1)  # the notice, when there is one, comes with the first run
             assert page.get_by_text("Page not found").count() == 0, path
             if path.startswith("/playground"):
-                wait_until(lambda: "k=3" in page.url, timeout=20)  # the page rewrites the link from its settings
+                wait_until(lambda page=page: "k=3" in page.url, timeout=20)  # the page rewrites its link
             page.close()
+
+
+def test_a_shipped_example_replays_with_no_training(server, browser):
+    url, proc = server
+    before = set(worker_pids(proc.pid))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url + "/replay")
+    page.get_by_text("a recorded example (no training)").click()
+    page.locator(".js-plotly-plot .updatemenu-button").first.wait_for(timeout=30_000)
+    first = page.locator(".js-plotly-plot .gtitle").first.text_content()
+    page.locator(".js-plotly-plot .updatemenu-button", has_text="Play").first.click()
+    wait_until(lambda: page.locator(".js-plotly-plot .gtitle").first.text_content() != first, timeout=15)
+    assert set(worker_pids(proc.pid)) <= before  # nothing trained for it
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -153,3 +153,23 @@ def test_thin_keeps_ends():
 def test_bad_size_is_refused(run):
     with pytest.raises(ValueError, match="Frame size"):
         ex.export(run.frames, "gif", size=(10, 10))
+
+
+def test_the_shipped_examples_open_and_match_their_presets():
+    from vmonf.checkpoint import load_checkpoint
+    from vmonf.studio.examples import HEAVY, shipped_runs
+    from vmonf.studio.presets import PRESETS
+
+    runs = shipped_runs()
+    assert list(runs) == list(PRESETS)  # one per preset (bench/shipped_runs.py makes them)
+    assert sum(p.stat().st_size for p in runs.values()) < 6e6  # small enough to ship
+    for title, path in runs.items():
+        run = load_run(path)
+        assert run.settings["preset"] == title and run.settings["n_components"] == PRESETS[title].settings["k"]
+        assert len(run.frames) >= 20 and run.frames[-1].step >= 1000 and not set(HEAVY) & set(run.frames[0].arrays)
+        model = load_checkpoint(run.checkpoint)[0]
+        assert model.config.n_components == PRESETS[title].settings["k"]
+        if "failure" in title:  # the paper's named failure, recorded as it happens: the rings cut in half-planes
+            assert run.frames[-1].meta["ari"] < 0.5
+        else:
+            assert run.frames[-1].meta["ari"] > 0.9

@@ -123,7 +123,8 @@ def frame_figure(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: 
     fig = Figure(figsize=(w / 100, h / 100), dpi=100)
     ax = fig.add_axes((0.06, 0.06, 0.9, 0.86 if title else 0.9))
     gx, gy = snap.get("grid_x"), snap.get("grid_y")
-    ax.imshow(np.clip(snap.get("log_density"), zmin, zmax), origin="lower", cmap="Greys", vmin=zmin, vmax=zmax,
+    density = np.asarray(snap.get("log_density"), np.float32)  # shipped examples keep it in half precision
+    ax.imshow(np.clip(density, zmin, zmax), origin="lower", cmap="Greys", vmin=zmin, vmax=zmax,
               extent=(gx[0], gx[-1], gy[0], gy[-1]), aspect="auto", interpolation="bilinear", alpha=0.7)
     pts, labelled = snap.get("points"), snap.get("labelled")
     ax.scatter(pts[:, 0], pts[:, 1], s=6, c=_rgba(snap.get("assign"), snap.get("confidence")), linewidths=0)
