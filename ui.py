@@ -237,7 +237,6 @@ export default function (component) {
       path = px = null;
       overlay().innerHTML = "";
       if (!moved) { return; }  // a click: the click handler sends it
-      el.dataset.drags = String(Number(el.dataset.drags || 0) + 1);
       if (tool === "add") { send("stroke", { points: drawn, n: ++count }); }
       else if (tool === "box") {
         send("erase", { box: [drawn[0].x, drawn[1].x, drawn[0].y, drawn[1].y], n: ++count });
@@ -248,7 +247,6 @@ export default function (component) {
       if (!p || !down || Math.abs(ev.clientX - down[0]) + Math.abs(ev.clientY - down[1]) > 4) { return; }
       const pin = { x: p.x, y: p.y, n: ++count };
       el.dataset.pin = JSON.stringify(pin);
-      el.dataset.clicks = String(Number(el.dataset.clicks || 0) + 1);
       send("pin", pin);
     });
   }
