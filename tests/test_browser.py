@@ -146,9 +146,10 @@ def test_runs_get_warm_workers_from_the_one_fork_server(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url + "/?ds=pinwheel&init=kmeans")
     page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
-    for _ in range(2):
+    for name in ("Start", "Start again"):  # after Stop the page offers "Start again" (once it has rerun)
         before = set(worker_pids(proc.pid))
-        click(page, "Start" if page.get_by_role("button", name="Start", exact=True).count() else "Start again")
+        wait_until(lambda n=name: page.get_by_role("button", name=n, exact=True).is_enabled(), timeout=30)
+        click(page, name)
         mine = wait_until(lambda b=before: set(worker_pids(proc.pid)) - b, timeout=30)
         assert all(parent_pid(pid) == forksrv for pid in mine), "the worker was not forked from the fork server"
         wait_until(lambda: step_counter(page), timeout=90)
