@@ -411,6 +411,14 @@ def chart_pixel(chart, x: float, y: float) -> list[float]:
                           " L.yaxis.c2p(p[1])]; }", [x, y])
 
 
+def drag(page, chart, start: tuple[float, float], end: tuple[float, float], steps: int) -> None:
+    """Drag the mouse over the chart from the data point ``start`` to ``end`` in ``steps`` moves."""
+    page.mouse.move(*chart_pixel(chart, *start))
+    page.mouse.down()
+    page.mouse.move(*chart_pixel(chart, *end), steps=steps)
+    page.mouse.up()
+
+
 def test_drawn_points_train_and_a_running_model_takes_new_ones(server, browser):
     """On an empty canvas, clicks add points that the next frame holds, drags spray more; the drawn two blobs
     train; a click while training adds a point to the same run (its steps go on, no restart)."""
@@ -426,10 +434,7 @@ def test_drawn_points_train_and_a_running_model_takes_new_ones(server, browser):
         wait_until(lambda i=i: run_meta(page).get("points") == i + 1, timeout=20)
     for cx in (-2, 2):  # a drag sprays points along its path
         before = run_meta(page)["points"]
-        page.mouse.move(*chart_pixel(chart, cx - 0.6, -0.5))
-        page.mouse.down()
-        page.mouse.move(*chart_pixel(chart, cx + 0.6, 0.5), steps=12)
-        page.mouse.up()
+        drag(page, chart, (cx - 0.6, -0.5), (cx + 0.6, 0.5), steps=12)
         wait_until(lambda before=before: run_meta(page).get("points", 0) >= before + 6, timeout=20)
     drawn = run_meta(page)["points"]
     click(page, "Start")
@@ -456,10 +461,7 @@ def test_a_toy_sets_points_are_erased_with_a_box_and_come_back_with_undo(server,
                == "true", timeout=20)
     time.sleep(1)  # the chart learns its new tool with the next run of the panel
     chart.scroll_into_view_if_needed()
-    page.mouse.move(*chart_pixel(chart, -1.1, -0.6))
-    page.mouse.down()
-    page.mouse.move(*chart_pixel(chart, 0.5, 1.1), steps=8)
-    page.mouse.up()
+    drag(page, chart, (-1.1, -0.6), (0.5, 1.1), steps=8)
     erased = wait_until(lambda: (n := run_meta(page).get("points", 1000)) < 1000 and n, timeout=20)
     assert 200 < erased < 800  # the box held part of the moons, not all of them
     assert page.get_by_text(f"Edited on the chart: {erased:,} points").count()

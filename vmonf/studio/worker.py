@@ -509,11 +509,15 @@ class Session:
                                 on_event=self.on_start_event)
         self.trainer = result.trainer
         train_rows, _ = split_indices(len(x), config.seed, spec.val_fraction)  # the split start_training made
-        self.train_row = {int(r): i for i, r in enumerate(train_rows)}  # data row -> the trainer's row
-        self.n_labels = 0 if self.trainer.y is None else int((self.trainer.y >= 0).sum())
+        self.track_rows(train_rows)
         self.init_method, self.init_scores, self.init_skipped = result.init_method, result.candidates, result.skipped
         if result.candidates:  # the kept candidate's curves go on
             self.history_key = self.init_method
+
+    def track_rows(self, train_rows) -> None:
+        """Remember which data row each training row is (label clicks name data rows) and how many are labelled."""
+        self.train_row = {int(r): i for i, r in enumerate(train_rows)}  # data row -> the trainer's row
+        self.n_labels = 0 if self.trainer.y is None else int((self.trainer.y >= 0).sum())
 
     # -- messages ---------------------------------------------------------------------------------
     def event(self, state: S, **info) -> None:
@@ -721,8 +725,7 @@ class Session:
                     None if y is None else torch.as_tensor(y, device=device),
                     torch.as_tensor(data.x[val_rows], device=device) if len(val_rows) else None)
         self.spec = spec
-        self.train_row = {int(r): i for i, r in enumerate(train_rows)}
-        self.n_labels = 0 if tr.y is None else int((tr.y >= 0).sum())
+        self.track_rows(train_rows)
         self.view = spec_view(spec, data, labels)
         renderer = self.renderer
         if isinstance(renderer, ProcessRenderer):
