@@ -173,3 +173,26 @@ def test_the_shipped_examples_open_and_match_their_presets():
             assert run.frames[-1].meta["ari"] < 0.5
         else:
             assert run.frames[-1].meta["ari"] > 0.9
+
+
+def test_side_by_side_panels_and_the_safe_palette_reach_the_exported_frames(run):
+    import xml.etree.ElementTree as ET
+
+    from vmonf.studio.figures import SAFE_PALETTE
+
+    frame = run.frames[-1]
+    fig = ex.frame_figure(frame, size=(960, 360), panels=True, palette="safe")
+    assert [a.get_title() for a in fig.axes] == list(ex.PANELS)
+    single = ex.frame_figure(frame, size=(960, 360))
+    assert len(single.axes) == 1
+    # The exported SVG draws the points in the safe palette's colours, and not in the default's.
+    z = zipfile.ZipFile(io.BytesIO(ex.export(run.frames[-1:], "svg", size=(960, 360), panels=True, palette="safe")))
+    svg = z.read(z.namelist()[0]).decode()
+    ET.fromstring(svg)
+    svg = svg.lower()
+    k = len(frame.get("pi"))
+    assert all(c.lower() in svg for c in SAFE_PALETTE[:k])
+    default = zipfile.ZipFile(io.BytesIO(ex.export(run.frames[-1:], "svg", size=(960, 360))))
+    assert SAFE_PALETTE[0].lower() not in default.read(default.namelist()[0]).decode().lower()
+    a = ex.render_frame(frame, size=(960, 360), panels=True, palette="safe")
+    assert a.shape == (360, 960, 3)

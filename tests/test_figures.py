@@ -138,3 +138,62 @@ def test_flow_stages_run_from_the_base_gaussian_to_the_components_samples():
         shown = [j for j, v in enumerate(step["args"][0]["visible"]) if v]
         assert shown == list(range(i * per, (i + 1) * per)) and step["args"][1]["meta.stage"] == i
     assert [t["visible"] for t in fig["data"]] == steps[-1]["args"][0]["visible"]
+
+
+# Colour-vision deficiencies as linear-RGB matrices (Machado, Oliveira & Fernandes 2009, severity 1).
+_CVD = {
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]],
+}
+
+
+def _lab(hex_colour: str, matrix) -> np.ndarray:
+    """CIELAB of ``hex_colour`` as someone with the deficiency ``matrix`` sees it (D65 white)."""
+    c = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lin = np.clip(np.asarray(matrix) @ lin, 0, 1)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ lin
+    f = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(f > 0.008856, np.cbrt(f), 7.787 * f + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def closest_pair(palette: list[str]) -> float:
+    """The smallest colour difference (CIE76 ΔE) between two colours of ``palette``, over normal vision and
+    the three deficiencies."""
+    out = np.inf
+    for matrix in [np.eye(3), *_CVD.values()]:
+        lab = [_lab(h, matrix) for h in palette]
+        out = min(out, min(np.linalg.norm(a - b) for i, a in enumerate(lab) for b in lab[i + 1:]))
+    return out
+
+
+def test_the_safe_palette_keeps_every_colour_apart_with_each_colour_vision_deficiency():
+    assert closest_pair(figures.SAFE_PALETTE) > 12  # 15.6 (protanopia)
+    assert closest_pair(figures.PALETTE[:len(figures.SAFE_PALETTE)]) < 8  # the default's ninth colours merge
+
+
+def test_figures_take_the_palette_everywhere(frames):
+    f = frames[1]
+    safe = figures.density_spec(f, palette="safe", background="q")
+    legend = [t["marker"]["color"] for t in safe["data"] if t.get("name", "").startswith("cluster")]
+    assert legend == figures.SAFE_PALETTE[:2]
+    plain = figures.density_spec(f, background="q")
+    assert safe["layout"]["images"][0]["source"] != plain["layout"]["images"][0]["source"]
+    raster = figures.density_spec(f, palette="safe", raster_points=True)["layout"]["images"][-1]["source"]
+    assert raster != figures.density_spec(f, raster_points=True)["layout"]["images"][-1]["source"]
+    pis = [t["line"]["color"] for t in figures.curves_spec(f, palette="safe")["data"] if t["name"].startswith("π")]
+    assert pis == figures.SAFE_PALETTE[:2]
+
+
+def test_the_presenter_view_is_dark_large_and_leaves_the_figure_alone(frames):
+    fig = figures.density_spec(frames[0])
+    before = json.dumps(fig, default=str)
+    dark = figures.presented(fig, "dark", scale=1.6, height=760)
+    assert json.dumps(fig, default=str) == before  # a new figure; the original is untouched
+    assert dark["layout"]["paper_bgcolor"] == figures.THEMES["dark"]["paper"] and dark["layout"]["height"] == 760
+    assert dark["layout"]["title"]["font"]["size"] > fig["layout"]["title"]["font"]["size"]
+    assert dark["data"][0]["colorscale"][0][1] == figures.THEMES["dark"]["density"][0][1]
+    go.Figure(dark)  # still a valid figure
+    go.Figure(figures.presented(figures.curves_spec(frames[1]), "light", scale=1.5))

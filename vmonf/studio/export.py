@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from vmonf.studio.figures import LOG_DENSITY_RANGE, PALETTE, density_spec, given_labels_of
+from vmonf.studio.figures import LOG_DENSITY_RANGE, PALETTES, density_spec, given_labels_of
 from vmonf.studio.snapshot import Snapshot
 
 ProgressFn = Callable[[int, int], None]  # (frames done, frames in all)
@@ -48,14 +48,14 @@ def caption(snap: Snapshot) -> str:
 
 # -- client-side animation (replay page, HTML export) ------------------------------------------------
 def animation_figure(frames: Sequence[Snapshot], *, title: str = "", frame_ms: int = 150, height: int = 620,
-                     show_samples: bool = False) -> go.Figure:
+                     show_samples: bool = False, palette: str = "default") -> go.Figure:
     """A plotly figure whose frames play in the browser (Play/Pause, speed, slider), no server round trip.
 
     Axes and the colour range are fixed for the whole run, so nothing jumps between frames.
     """
     _check(frames)
     zrange = density_range(frames)
-    specs = [density_spec(f, zrange=zrange, show_samples=show_samples, height=height,
+    specs = [density_spec(f, zrange=zrange, show_samples=show_samples, height=height, palette=palette,
                           title=f"{title + ' · ' if title else ''}{caption(f)}") for f in frames]
     fig = go.Figure(specs[0])
     fig.frames = [go.Frame(data=s["data"], name=str(i), layout=dict(title=s["layout"]["title"]))
@@ -82,25 +82,27 @@ def animation_figure(frames: Sequence[Snapshot], *, title: str = "", frame_ms: i
     return fig
 
 
-def export_html(frames: Sequence[Snapshot], *, title: str = "", frame_ms: int = 150) -> bytes:
+def export_html(frames: Sequence[Snapshot], *, title: str = "", frame_ms: int = 150, palette: str = "default") -> bytes:
     """A standalone HTML page with plotly.js inlined: plays offline, e.g. on a projector laptop."""
-    fig = animation_figure(frames, title=title, frame_ms=frame_ms)
+    fig = animation_figure(frames, title=title, frame_ms=frame_ms, palette=palette)
     return fig.to_html(include_plotlyjs=True, full_html=True, auto_play=False).encode()
 
 
 # -- raster frames (GIF, MP4, PNG) -------------------------------------------------------------------
-def _rgba(assign: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def _rgba(assign: np.ndarray, alpha: np.ndarray, palette: str = "default") -> np.ndarray:
     from matplotlib.colors import to_rgba_array
 
-    base = to_rgba_array([PALETTE[int(a) % len(PALETTE)] for a in assign])
+    pal = PALETTES[palette]
+    base = to_rgba_array([pal[int(a) % len(pal)] if a >= 0 else "#999999" for a in assign])
     base[:, 3] = np.clip(alpha, 0.15, 1.0)
     return base
 
 
 def render_frame(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: tuple[float, float] | None = None,
-                 title: str = "", overlay: bool = True) -> np.ndarray:
+                 title: str = "", overlay: bool = True, palette: str = "default", panels: bool = False) -> np.ndarray:
     """One frame as an RGB ``uint8`` array of shape ``(height, width, 3)``, drawn with matplotlib."""
-    return _raster(frame_figure(snap, size=size, zrange=zrange, title=title, overlay=overlay))
+    return _raster(frame_figure(snap, size=size, zrange=zrange, title=title, overlay=overlay, palette=palette,
+                                panels=panels))
 
 
 def _raster(fig) -> np.ndarray:
@@ -111,9 +113,18 @@ def _raster(fig) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
 
+#: The three panels of ``panels=True``: what each one shows.
+PANELS = ("the data (true clusters)", "mixture density log p(x)", "clusters: argmax q(c|x)")
+
+
 def frame_figure(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: tuple[float, float] | None = None,
-                 title: str = "", overlay: bool = True):
-    """One frame as a matplotlib ``Figure`` (``size`` pixels at 100 dpi), for :func:`render_frame` or a vector file."""
+                 title: str = "", overlay: bool = True, palette: str = "default", panels: bool = False):
+    """One frame as a matplotlib ``Figure`` (``size`` pixels at 100 dpi), for :func:`render_frame` or a vector file.
+
+    ``palette`` names one of ``vmonf.studio.figures.PALETTES``. With ``panels`` the frame is three panels side by
+    side (:data:`PANELS`): the points in their true clusters (grey where none is known), the density with the
+    points coloured by argmax q(c|x), and the plane coloured by argmax q(c|x) where the frame recorded it (else
+    the points alone); give it a wide ``size``, e.g. 1280x480."""
     from matplotlib.figure import Figure
 
     w, h = size
@@ -121,53 +132,74 @@ def frame_figure(snap: Snapshot, *, size: tuple[int, int] = (640, 480), zrange: 
         raise ValueError(f"Frame size must be between 64 and 4096 pixels a side, got {w}x{h}.")
     zmin, zmax = zrange or density_range([snap])
     fig = Figure(figsize=(w / 100, h / 100), dpi=100)
-    ax = fig.add_axes((0.06, 0.06, 0.9, 0.86 if title else 0.9))
+    top = 0.84 if title else 0.88
     gx, gy = snap.get("grid_x"), snap.get("grid_y")
-    density = np.asarray(snap.get("log_density"), np.float32)  # shipped examples keep it in half precision
-    ax.imshow(np.clip(density, zmin, zmax), origin="lower", cmap="Greys", vmin=zmin, vmax=zmax,
-              extent=(gx[0], gx[-1], gy[0], gy[-1]), aspect="auto", interpolation="bilinear", alpha=0.7)
+    extent = (gx[0], gx[-1], gy[0], gy[-1])
     pts, labelled = snap.get("points"), snap.get("labelled")
-    ax.scatter(pts[:, 0], pts[:, 1], s=6, c=_rgba(snap.get("assign"), snap.get("confidence")), linewidths=0)
+    colours = _rgba(snap.get("assign"), snap.get("confidence"), palette)
+    if panels:
+        axes = [fig.add_axes((0.04 + i * 0.325, 0.07, 0.29, top - 0.02)) for i in range(3)]
+    else:
+        axes = [fig.add_axes((0.06, 0.06, 0.9, top + 0.02))]
+    ax = axes[1] if panels else axes[0]
+    density = np.asarray(snap.get("log_density"), np.float32)  # shipped examples keep it in half precision
+    ax.imshow(np.clip(density, zmin, zmax), origin="lower", cmap="Greys", vmin=zmin, vmax=zmax, extent=extent,
+              aspect="auto", interpolation="bilinear", alpha=0.7)
+    ax.scatter(pts[:, 0], pts[:, 1], s=6, c=colours, linewidths=0)
     if labelled is not None and labelled.any():
         ax.scatter(pts[labelled, 0], pts[labelled, 1], s=40, marker="D", edgecolors="black", linewidths=1.0,
-                   c=_rgba(given_labels_of(snap)[labelled], np.ones(int(labelled.sum()))))
-    ax.set_xlim(gx[0], gx[-1])
-    ax.set_ylim(gy[0], gy[-1])
-    ax.tick_params(labelsize=7)
+                   c=_rgba(given_labels_of(snap)[labelled], np.ones(int(labelled.sum())), palette))
+    if panels:
+        truth = snap.get("y_true")
+        truth = np.full(len(pts), -1) if truth is None else truth
+        axes[0].scatter(pts[:, 0], pts[:, 1], s=6, c=_rgba(truth, np.ones(len(pts)), palette), linewidths=0)
+        assign, conf = snap.get("q_grid_assign"), snap.get("q_grid_conf")
+        if assign is not None:
+            k = max(len(snap.get("pi")), 1)
+            plane = _rgba(assign.ravel(), np.ones(assign.size), palette)[:, :3].reshape(*assign.shape, 3)
+            fade = np.clip((conf - 1 / k) / (1 - 1 / k + 1e-9), 0, 1)[..., None] * 0.55  # unsure -> white
+            axes[2].imshow(plane * fade + (1 - fade), origin="lower", extent=extent, aspect="auto")
+        axes[2].scatter(pts[:, 0], pts[:, 1], s=6, c=colours, linewidths=0)
+        for a, name in zip(axes, PANELS, strict=True):
+            a.set_title(name, fontsize=9)
+    for a in axes:
+        a.set_xlim(gx[0], gx[-1])
+        a.set_ylim(gy[0], gy[-1])
+        a.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=11, y=0.98)
     if overlay:
-        ax.text(0.02, 0.97, caption(snap), transform=ax.transAxes, va="top", ha="left", fontsize=9,
-                bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=2))
+        axes[0].text(0.02, 0.97, caption(snap), transform=axes[0].transAxes, va="top", ha="left", fontsize=9,
+                     bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=2))
     return fig
 
 
-def _figures(frames, size, title, overlay, progress):
+def _figures(frames, size, title, overlay, progress, **look):
     _check(frames)
     zrange = density_range(frames)
     for i, f in enumerate(frames):
-        yield frame_figure(f, size=size, zrange=zrange, title=title, overlay=overlay)
+        yield frame_figure(f, size=size, zrange=zrange, title=title, overlay=overlay, **look)
         if progress:
             progress(i + 1, len(frames))
 
 
-def _rendered(frames, size, title, overlay, progress):
-    return (_raster(fig) for fig in _figures(frames, size, title, overlay, progress))
+def _rendered(frames, size, title, overlay, progress, **look):
+    return (_raster(fig) for fig in _figures(frames, size, title, overlay, progress, **look))
 
 
 def export_gif(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "", overlay: bool = True,
-               progress: ProgressFn | None = None) -> bytes:
+               progress: ProgressFn | None = None, **look) -> bytes:
     from PIL import Image
 
     images = [Image.fromarray(a).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
-              for a in _rendered(frames, size, title, overlay, progress)]
+              for a in _rendered(frames, size, title, overlay, progress, **look)]
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return buf.getvalue()
 
 
 def export_mp4(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "", overlay: bool = True,
-               progress: ProgressFn | None = None) -> bytes:
+               progress: ProgressFn | None = None, **look) -> bytes:
     """H.264 MP4 (yuv420p, plays in PowerPoint, Keynote and browsers). Width and height are rounded to even."""
     import os
     import tempfile
@@ -183,7 +215,7 @@ def export_mp4(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), ti
         writer = imageio_ffmpeg.write_frames(path, size, fps=fps, codec="libx264", pix_fmt_out="yuv420p",
                                              macro_block_size=2, ffmpeg_log_level="error")
         writer.send(None)
-        for a in _rendered(frames, size, title, overlay, progress):
+        for a in _rendered(frames, size, title, overlay, progress, **look):
             writer.send(np.ascontiguousarray(a))
         writer.close()
         with open(path, "rb") as f:
@@ -207,14 +239,14 @@ def beamer_snippet(n_frames: int, fps: int, prefix: str = "frames/frame-") -> st
 
 
 def export_png_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "",
-                   overlay: bool = True, progress: ProgressFn | None = None) -> bytes:
+                   overlay: bool = True, progress: ProgressFn | None = None, **look) -> bytes:
     """A zip of PNG frames (frames/frame-N.png) plus ``beamer.tex`` with an ``\\animategraphics`` snippet."""
     from PIL import Image
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         n = 0
-        for i, a in enumerate(_rendered(frames, size, title, overlay, progress)):
+        for i, a in enumerate(_rendered(frames, size, title, overlay, progress, **look)):
             png = io.BytesIO()
             Image.fromarray(a).save(png, format="PNG")
             z.writestr(f"frames/frame-{i}.png", png.getvalue())
@@ -224,11 +256,11 @@ def export_png_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480)
 
 
 def export_svg_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "",
-                   overlay: bool = True, progress: ProgressFn | None = None) -> bytes:
+                   overlay: bool = True, progress: ProgressFn | None = None, **look) -> bytes:
     """A zip of SVG frames (``frames/frame-N.svg``: vector points, axes and text over the density image)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for i, fig in enumerate(_figures(frames, size, title, overlay, progress)):
+        for i, fig in enumerate(_figures(frames, size, title, overlay, progress, **look)):
             svg = io.BytesIO()
             fig.savefig(svg, format="svg")
             z.writestr(f"frames/frame-{i}.svg", svg.getvalue())
@@ -236,7 +268,7 @@ def export_svg_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480)
 
 
 def export_pdf_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480), title: str = "",
-                   overlay: bool = True, progress: ProgressFn | None = None) -> bytes:
+                   overlay: bool = True, progress: ProgressFn | None = None, **look) -> bytes:
     """``frames.pdf`` (one page per frame, vector points, axes and text) and ``beamer.tex``, whose
     ``\\animategraphics`` plays the pages in a Beamer slide; each page also goes into a thesis as a still
     (``\\includegraphics[page=N]{frames.pdf}``)."""
@@ -245,7 +277,7 @@ def export_pdf_zip(frames: Sequence[Snapshot], *, fps: int = 10, size=(640, 480)
     pdf = io.BytesIO()
     n = 0
     with PdfPages(pdf, metadata={"Title": title or "VMoNF run", "Creator": "VMoNF Studio"}) as pages:
-        for fig in _figures(frames, size, title, overlay, progress):
+        for fig in _figures(frames, size, title, overlay, progress, **look):
             pages.savefig(fig)
             n += 1
     buf = io.BytesIO()
@@ -269,9 +301,11 @@ def beamer_pdf_snippet(n_frames: int, fps: int, file: str = "frames") -> str:
 
 
 def export(frames: Sequence[Snapshot], fmt: str, **kw) -> bytes:
-    """Export in ``fmt`` (one of :data:`FORMATS`); keyword arguments go to that format's function."""
+    """Export in ``fmt`` (one of :data:`FORMATS`); keyword arguments go to that format's function. Every format
+    takes ``palette``; the frame formats (all but HTML) also take ``panels``, as :func:`frame_figure` does."""
     if fmt == "html":
-        return export_html(frames, title=kw.get("title", ""), frame_ms=int(1000 / kw.get("fps", 10)))
+        return export_html(frames, title=kw.get("title", ""), frame_ms=int(1000 / kw.get("fps", 10)),
+                           palette=kw.get("palette", "default"))
     if fmt == "gif":
         return export_gif(frames, **kw)
     if fmt == "mp4":

@@ -23,19 +23,24 @@ PALETTE = [
     "#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#F28E2B", "#8C564B", "#17BECF", "#7F7F7F",
     "#BCBD22", "#1F77B4", "#D62728", "#9467BD", "#2CA02C", "#FF7F0E", "#E377C2", "#393B79", "#637939", "#843C39",
 ]
+#: Paul Tol's "muted" scheme: nine colours that stay apart with each common colour-vision deficiency (simulated
+#: in tests/test_figures.py); beyond nine components the colours repeat.
+SAFE_PALETTE = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"]
+#: The palettes a figure can be drawn in, by name (the ``palette=`` of a link).
+PALETTES = {"default": PALETTE, "safe": SAFE_PALETTE}
 #: White where the density is low, grey where it is high, so coloured points stay readable on top.
 DENSITY_SCALE = [[0.0, "#ffffff"], [0.5, "#d4d4d4"], [1.0, "#5f5f5f"]]
 #: Log-density shown this many nats below the peak; lower values are clipped (keeps the colour scale stable).
 LOG_DENSITY_RANGE = 8.0
 
 
-def color(k: int) -> str:
-    return PALETTE[k % len(PALETTE)]
+def color(k: int, palette: list[str] = PALETTE) -> str:
+    return palette[k % len(palette)]
 
 
-def rgba(k: int, alpha: float) -> str:
+def rgba(k: int, alpha: float, palette: list[str] = PALETTE) -> str:
     """Component ``k``'s colour with opacity ``alpha``."""
-    h = color(k)
+    h = color(k, palette)
     return f"rgba({int(h[1:3], 16)},{int(h[3:5], 16)},{int(h[5:7], 16)},{alpha:.2f})"
 
 
@@ -93,7 +98,7 @@ def density_figure(snap: Snapshot, **kw) -> go.Figure:
 def density_spec(
     snap: Snapshot, *, component: int | None = None, show_points: bool = True, show_samples: bool = False,
     log_scale: bool = True, height: int = 520, title: str | None = None, zrange: tuple[float, float] | None = None,
-    background: str = "density", warp: int | None = None, raster_points: bool = False,
+    background: str = "density", warp: int | None = None, raster_points: bool = False, palette: str = "default",
 ) -> dict:
     """The mixture density (or one component's) as a heatmap, with points coloured by argmax q(c|x).
 
@@ -105,8 +110,9 @@ def density_spec(
 
     ``raster_points`` draws the unlabelled points into one image (:func:`points_image`) instead of an SVG
     trace: the live chart's choice, since a 1,000-point trace was two thirds of the browser's time per
-    update; replay and export keep the vector points.
+    update; replay and export keep the vector points. ``palette`` names one of :data:`PALETTES`.
     """
+    pal = PALETTES[palette]
     gx, gy = snap.get("grid_x"), snap.get("grid_y")
     if gx is None:
         raise ValueError("This snapshot has no 2-D density grid (is the data 2-D?).")
@@ -143,24 +149,25 @@ def density_spec(
         free = np.ones(len(pts), bool) if labelled is None else ~labelled
         alpha = np.clip(conf, 0.15, 1.0)
         if raster_points:
-            point_layer = dict(source=points_image(pts[free], assign[free], alpha[free], gx, gy), xref="x", yref="y",
+            image = points_image(pts[free], assign[free], alpha[free], gx, gy, palette=pal)
+            point_layer = dict(source=image, xref="x", yref="y",
                                x=float(gx[0]), y=float(gy[-1]), sizex=float(gx[-1] - gx[0]),
                                sizey=float(gy[-1] - gy[0]), sizing="stretch", layer="above", xanchor="left",
                                yanchor="top")
         else:
             traces.append(dict(
                 type="scatter", x=packed(pts[free, 0]), y=packed(pts[free, 1]), mode="markers", showlegend=False,
-                marker=dict(size=5, color=[rgba(int(c), float(a)) if c >= 0 else UNASSIGNED
+                marker=dict(size=5, color=[rgba(int(c), float(a), pal) if c >= 0 else UNASSIGNED
                                            for c, a in zip(assign[free], alpha[free], strict=True)]),
                 hoverinfo="skip", name="points",
             ))
         traces += [dict(type="scatter", x=[None], y=[None], mode="markers", name=f"cluster {c + 1}",
-                        marker=dict(color=color(c), size=7)) for c in range(k)]
+                        marker=dict(color=color(c, pal), size=7)) for c in range(k)]
         if labelled is not None and labelled.any():
             lab = labelled
             traces.append(dict(
                 type="scatter", x=packed(pts[lab, 0]), y=packed(pts[lab, 1]), mode="markers", name="labelled",
-                marker=dict(symbol="diamond", size=9, color=[color(int(t)) for t in given_labels_of(snap)[lab]],
+                marker=dict(symbol="diamond", size=9, color=[color(int(t), pal) for t in given_labels_of(snap)[lab]],
                             line=dict(color="black", width=1.5)),
                 hovertemplate="labelled point<extra></extra>",
             ))
@@ -168,7 +175,8 @@ def density_spec(
         s, sc = snap.get("samples"), snap.get("sample_comp")
         traces.append(dict(
             type="scatter", x=packed(s[:, 0]), y=packed(s[:, 1]), mode="markers", name="samples",
-            marker=dict(symbol="x", size=5, color=[color(int(c)) for c in sc]), hovertemplate="sample<extra></extra>",
+            marker=dict(symbol="x", size=5, color=[color(int(c), pal) for c in sc]),
+            hovertemplate="sample<extra></extra>",
         ))
     layout = dict(
         title=dict(text=title or _title(snap, what), x=0.01, font=dict(size=14)), height=height,
@@ -186,10 +194,10 @@ def density_spec(
         path = np.concatenate([lines, gap], 1).reshape(-1, 2)  # NaN breaks the line between grid lines
         traces.append(dict(type="scatter", mode="lines", x=packed(path[:, 0]), y=packed(path[:, 1]),
                            name=f"flow {warp + 1} warps a square grid", hoverinfo="skip",
-                           line=dict(color=color(warp), width=1.2), connectgaps=False))
+                           line=dict(color=color(warp, pal), width=1.2), connectgaps=False))
     if background in ("q", "p"):
         traces[0]["opacity"] = 0.0  # keep the heatmap for hover and axes; the picture shows the posterior
-        layout["images"] = [posterior_image(snap, background)]
+        layout["images"] = [posterior_image(snap, background, pal)]
         layout["title"]["text"] = (title or _title(snap, "variational posterior q(c|x)" if background == "q"
                                                    else "exact posterior p(c|x)"))
     if point_layer is not None:
@@ -215,13 +223,13 @@ def ring(x: float, y: float, radius_px: int = 7, color: str = "black") -> dict:
             "line": {"color": color, "width": 2}}
 
 
-def given_labels_trace(snap: Snapshot, given: dict[int, int]) -> dict:
+def given_labels_trace(snap: Snapshot, given: dict[int, int], palette: str = "default") -> dict:
     """Points labelled by clicking (view index -> cluster), as diamonds in their cluster's colour."""
     points = snap.get("points")
     idx = [i for i in given if i < len(points)]
     return {"type": "scattergl", "mode": "markers", "x": packed(points[idx, 0]), "y": packed(points[idx, 1]),
             "name": "labelled by you", "hoverinfo": "skip",
-            "marker": {"symbol": "diamond", "size": 11, "color": [color(given[i]) for i in idx],
+            "marker": {"symbol": "diamond", "size": 11, "color": [color(given[i], PALETTES[palette]) for i in idx],
                        "line": {"color": "black", "width": 1.5}}}
 
 
@@ -235,7 +243,7 @@ def _disc(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def points_image(points: np.ndarray, assign: np.ndarray, alpha: np.ndarray, gx: np.ndarray, gy: np.ndarray, *,
-                 max_side: int = 520, radius: float = 2.2) -> str:
+                 max_side: int = 520, radius: float = 2.2, palette: list[str] = PALETTE) -> str:
     """The points as discs in one transparent PNG spanning the grid ``gx`` x ``gy``, as a data URL.
 
     Point ``i`` has component ``assign[i]``'s colour (grey when negative) and opacity ``alpha[i]``; where discs
@@ -251,9 +259,8 @@ def points_image(points: np.ndarray, assign: np.ndarray, alpha: np.ndarray, gx: 
     w, h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
     cx = np.floor((points[:, 0] - x0) * scale).astype(np.int64)
     cy = np.floor((y1 - points[:, 1]) * scale).astype(np.int64)  # image rows run top-down
-    palette = np.array([[int(color(c)[i:i + 2], 16) for i in (1, 3, 5)] for c in range(len(PALETTE))] +
-                       [_UNASSIGNED_RGB], dtype=np.uint8)
-    rgb = palette[np.where(assign >= 0, assign % len(PALETTE), len(PALETTE))]
+    table = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in palette] + [_UNASSIGNED_RGB], dtype=np.uint8)
+    rgb = table[np.where(assign >= 0, assign % len(palette), len(palette))]
     pixels = np.zeros((h * w, 4), dtype=np.uint8)
     for dx, dy, cover in zip(*_disc(radius), strict=True):
         ix, iy = cx + dx, cy + dy
@@ -268,7 +275,7 @@ def points_image(points: np.ndarray, assign: np.ndarray, alpha: np.ndarray, gx: 
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def posterior_image(snap: Snapshot, which: str) -> dict:
+def posterior_image(snap: Snapshot, which: str, palette: list[str] = PALETTE) -> dict:
     """The plane coloured by argmax of q(c|x) (``which="q"``) or p(c|x) (``"p"``), as a layout image."""
     import io
 
@@ -276,7 +283,7 @@ def posterior_image(snap: Snapshot, which: str) -> dict:
 
     assign, conf = snap.get(f"{which}_grid_assign"), snap.get(f"{which}_grid_conf")
     k = max(len(snap.get("pi")), 1)
-    rgb = np.array([[int(color(c)[i:i + 2], 16) for i in (1, 3, 5)] for c in range(k)], dtype=np.float32)
+    rgb = np.array([[int(color(c, palette)[i:i + 2], 16) for i in (1, 3, 5)] for c in range(k)], dtype=np.float32)
     w = np.clip((conf - 1 / k) / (1 - 1 / k + 1e-9), 0, 1)[..., None] * 0.55  # 1/k (unsure) -> white
     pixels = (rgb[assign] * w + 255 * (1 - w)).astype(np.uint8)[::-1]  # image rows run top-down
     buf = io.BytesIO()
@@ -287,12 +294,38 @@ def posterior_image(snap: Snapshot, which: str) -> dict:
                 sizing="stretch", layer="below", xanchor="left", yanchor="top")
 
 
+#: The presenter view's two looks: the charts' background and text, and the density's colours (on a dark
+#: background the density is lighter where it is higher, so the points keep their contrast).
+THEMES = {
+    "light": {"paper": "white", "plot": "white", "font": "#262730", "density": DENSITY_SCALE},
+    "dark": {"paper": "#0e1117", "plot": "#0e1117", "font": "#fafafa",
+             "density": [[0.0, "#0e1117"], [0.5, "#2f3440"], [1.0, "#6b7280"]]},
+}
+
+
+def presented(fig: dict, theme: str = "light", *, scale: float = 1.0, height: int | None = None) -> dict:
+    """``fig`` (a spec from this module) in the ``theme``'s colours, its type ``scale`` times larger and, with
+    ``height``, that tall: the presenter view, for a projector at the back of a lecture hall. A new dict."""
+    t = THEMES[theme]
+    layout = {**fig["layout"], "paper_bgcolor": t["paper"], "plot_bgcolor": t["plot"],
+              "font": {**fig["layout"].get("font", {}), "color": t["font"], "size": round(12 * scale)}}
+    if isinstance(layout.get("title"), dict):
+        layout["title"] = {**layout["title"], "font": {"size": round(14 * scale), "color": t["font"]}}
+    if layout.get("annotations"):
+        layout["annotations"] = [{**a, "font": {**a.get("font", {}), "size": round(13 * scale), "color": t["font"]}}
+                                 for a in layout["annotations"]]
+    if height is not None:
+        layout["height"] = height
+    data = [{**tr, "colorscale": t["density"]} if tr.get("type") == "heatmap" else tr for tr in fig["data"]]
+    return {**fig, "data": data, "layout": layout}
+
+
 def curves_figure(snap: Snapshot, **kw) -> go.Figure:
     """:func:`curves_spec` as a validated ``go.Figure``."""
     return go.Figure(curves_spec(snap, **kw))
 
 
-def curves_spec(snap: Snapshot, *, height: int = 300) -> dict:
+def curves_spec(snap: Snapshot, *, height: int = 300, palette: str = "default") -> dict:
     """Validation ELBO and log-likelihood, the mixture weights pi, and ARI/NMI (when labels are known)."""
     steps = packed(snap.get("hist_step"))
     ari = snap.get("hist_ari")
@@ -319,7 +352,8 @@ def curves_spec(snap: Snapshot, *, height: int = 300) -> dict:
     traces = [line(snap.get("hist_elbo"), "ELBO", 1, "#4477AA"),
               line(snap.get("hist_val_loglik"), "log p(x)", 1, "#EE6677", line=dict(dash="dot"))]
     pi = snap.get("hist_pi")
-    traces += [line(pi[:, c], f"π{c + 1}", 2, color(c), showlegend=False) for c in range(pi.shape[1])]
+    traces += [line(pi[:, c], f"π{c + 1}", 2, color(c, PALETTES[palette]), showlegend=False)
+               for c in range(pi.shape[1])]
     layout["yaxis2"]["range"] = [0, max(1.0, float(np.nanmax(pi)) * 1.1) if pi.size else 1]
     if has_ari:
         traces += [line(ari, "ARI", 3, "#228833"), line(snap.get("hist_nmi"), "NMI", 3, "#AA3377")]
