@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--frames", type=int, default=0, help="use at most this many frames, evenly spread (0 = all)")
     e.add_argument("--title", default="", help="title drawn above the animation")
     e.add_argument("--no-overlay", action="store_true", help="leave out the step and ELBO in the corner")
+    e.add_argument("--palette", choices=["default", "safe"], default="default",
+                   help="safe: nine colours that stay apart with colour blindness (Paul Tol's muted)")
+    e.add_argument("--panels", action="store_true",
+                   help="three panels side by side: the data, the density, the clusters (not html; use a wide --size)")
     e.add_argument("--out", type=Path, required=True,
                    help="output file, or a folder to write run.<ext> into (.zip for png, pdf, svg)")
     return parser
@@ -139,9 +143,9 @@ def export_run(args: argparse.Namespace) -> None:
         if done == total or done % max(total // 10, 1) == 0:
             print(f"frame {done}/{total}", flush=True)
 
-    kw = {"fps": args.fps, "title": args.title}
+    kw = {"fps": args.fps, "title": args.title, "palette": args.palette}
     if args.format != "html":
-        kw.update(size=(w, h), overlay=not args.no_overlay, progress=progress)
+        kw.update(size=(w, h), overlay=not args.no_overlay, progress=progress, panels=args.panels)
     out = args.out / f"run.{EXTENSIONS[args.format]}" if args.out.is_dir() else args.out
     if not out.parent.is_dir():
         raise ValueError(f"--out: the folder {out.parent} does not exist; create it or choose another path.")
