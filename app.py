@@ -6,7 +6,8 @@ import ui
 
 st.set_page_config(page_title="VMoNF Studio", page_icon=":material/scatter_plot:", layout="wide")
 ui.ensure_plotly_js()
-ui.teacher_mode()  # hide= and autoplay= of the link the session opened with
+ui.teacher_mode()  # hide=, autoplay=, present= and palette= of the link the session opened with
+ui.display_controls()
 ui.warm_workers()
 
 # Each page's address is its file's name: on a fresh server Streamlit's first run still knows the pages by
@@ -25,6 +26,7 @@ pages = [
     playground,
     st.Page("pages/images.py", title="Images (MNIST, digits)", icon=":material/pin:", url_path="images"),
     st.Page("pages/replay.py", title="Replay and export", icon=":material/movie:", url_path="replay"),
+    st.Page("pages/watch.py", title="Watch a run", icon=":material/visibility:", url_path="watch"),
     st.Page("pages/how_it_works.py", title="How it works", icon=":material/menu_book:", url_path="how_it_works"),
 ]
 st.navigation(pages).run()

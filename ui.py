@@ -6,6 +6,8 @@ Only UI files (app.py, pages/, this module) import streamlit; the library in vmo
 from __future__ import annotations
 
 import faulthandler
+import gc
+import gzip
 import json
 import os
 import secrets
@@ -14,6 +16,7 @@ import signal
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +36,22 @@ STATIC = Path(__file__).resolve().parent / "static"
 # updating or a shutdown that hangs (the browser tests do this when they time out). Once per server process.
 if hasattr(signal, "SIGUSR1"):
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def _bound_the_shutdown(seconds: float = 5.0) -> None:
+    """Give the server's open connections ``seconds`` to close when it stops, then close them. Streamlit runs
+    uvicorn with no such limit, so one connection that never closed kept a stopped server (and its training
+    workers) alive: the SIGTERM browser test saw it in about 1 run in 10, only on a machine still warming up."""
+    try:
+        import uvicorn
+    except ImportError:  # another server underneath: nothing to bound
+        return
+    for obj in gc.get_objects():  # ~25 ms, once per server process
+        if isinstance(obj, uvicorn.Server) and obj.config.timeout_graceful_shutdown is None:
+            obj.config.timeout_graceful_shutdown = seconds
+
+
+_bound_the_shutdown()
 ACTIVE_STATES = states.ACTIVE
 STATE_LABELS = {
     "created": "not started", "starting": "starting the training process…", "initializing": "initialising…",
@@ -258,14 +277,21 @@ export default function (component) {
     el.__vmonfFeed = data.feed;
     el.__vmonfData = null;
     const feed = data.feed;
+    const frames = feed.slice(0, -4);  // less ".txt": the pointer names the newest frame, <token>.<n>.json.gz
     (async () => {
-      let tag = null;
+      let seen = null;
       while (el.isConnected && el.__vmonfFeed === feed) {
         try {
           const r = await fetch(feed, { cache: "no-cache" });
-          const now = r.headers.get("etag") || r.headers.get("last-modified");
-          if (r.ok && now !== tag) { tag = now; await draw(await r.json()); }
-        } catch (e) { tag = null; }  // not there yet, or cut off: fetch again
+          const n = r.ok ? (await r.text()).trim() : "";
+          if (n && n !== seen) {
+            const f = await fetch(`${frames}.${Number(n)}.json.gz`);
+            if (f.ok) {
+              await draw(await new Response(f.body.pipeThrough(new DecompressionStream("gzip"))).json());
+              seen = n;
+            }
+          }
+        } catch (e) { seen = null; }  // not there yet, or cut off: fetch again
         await new Promise((ok) => setTimeout(ok, el.__vmonfLive ? el.__vmonfEvery : 400));
       }
     })();
@@ -325,10 +351,20 @@ class LiveFeed:
     and the panel reruns only for the status line. The file's name is a random token, removed with the feed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, every: float = 0.0) -> None:
+        self.every = every  # at least this many seconds between two writes (a slow chart: the curves)
+        self._written = 0.0
         self.token = secrets.token_urlsafe(16)
-        self.path = LIVE_DIR / f"{self.token}.json"
-        self.url = f"./app/static/live/{os.getpid()}/{self.token}.json"
+        # Each frame is a new file, compressed here once: served as .json (application/json), the server gzipped
+        # it again for every fetch, at level 9, in its event loop; with 30 watchers that was a quarter of a core
+        # (docs/RESULTS.md, "Watchers"). A .gz file goes out as application/gzip, which it leaves alone. A file
+        # is never rewritten: the server stats a file before it opens it, and a file replaced in between went
+        # out with the old length (a logged error, a cut-off fetch). Only the pointer, a fixed-size file naming
+        # the newest frame, is replaced, and with the same length that race is harmless.
+        self.path = LIVE_DIR / f"{self.token}.txt"
+        self.url = f"./app/static/live/{os.getpid()}/{self.token}.txt"
+        self._seq = 0
+        self._kept: list[tuple[float, Path]] = []  # the frames on disk, oldest first, with when they went out
         self._lock = threading.Lock()
         self._job: TrainingJob | None = None
         self._build: Callable[[Snapshot], dict] | None = None
@@ -346,25 +382,51 @@ class LiveFeed:
                 old.unsubscribe(self.publish)
             job.subscribe(self.publish)
         if (snap := job.latest()) is not None:
-            self.publish(snap)
+            self.publish(snap, now=True)
 
-    def publish(self, snap: Snapshot) -> None:
+    def publish(self, snap: Snapshot, now: bool = False) -> None:
+        """Write ``snap``'s figure (skipped if it is the one written, or, unless ``now``, if the last write was
+        less than :attr:`every` seconds ago; a build that returns ``None`` writes nothing)."""
         with self._lock:
             if self._build is None or self._key == (snap, self._view):
                 return
-            text = json.dumps(self._build(snap), allow_nan=False, default=float)
+            if not now and time.monotonic() - self._written < self.every:
+                return
+            fig = self._build(snap)
+            if fig is None:
+                return
+            data = gzip.compress(json.dumps(fig, allow_nan=False, default=float).encode(), 6, mtime=0)
             LIVE_DIR.mkdir(parents=True, exist_ok=True)
+            self._seq += 1
+            frame = LIVE_DIR / f"{self.token}.{self._seq}.json.gz"
+            frame.write_bytes(data)  # no one fetches it before the pointer names it
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, self.path)  # a browser reading it gets the old frame or the new one, never half
-            self._key = (snap, self._view)
+            tmp.write_text(f"{self._seq:012d}")
+            os.replace(tmp, self.path)
+            t = time.monotonic()
+            self._kept.append((t, frame))
+            # A browser that has just read the pointer fetches the frame it names within moments; a frame that
+            # has been superseded for FEED_KEEP_S seconds is fetched by no one.
+            while len(self._kept) > 1 and self._kept[1][0] <= t - FEED_KEEP_S:
+                self._kept.pop(0)[1].unlink(missing_ok=True)
+            self._key, self._written = (snap, self._view), t
 
     def close(self) -> None:
         with self._lock:
             job, self._job, self._build = self._job, None, None
         if job is not None:
             job.unsubscribe(self.publish)
-        self.path.unlink(missing_ok=True)
+        remove_feed(self.token)
+
+
+#: How long a superseded frame stays on disk for the browsers that read the pointer just before it moved on.
+FEED_KEEP_S = 5.0
+
+
+def remove_feed(token: str) -> None:
+    """Remove feed ``token``'s files (its pointer and its frames)."""
+    for path in LIVE_DIR.glob(f"{token}.*"):
+        path.unlink(missing_ok=True)
 
 
 def _clear_stale_feeds() -> None:
@@ -429,6 +491,61 @@ def probe_panel(job: TrainingJob, point: dict | None, pinned: dict | None) -> No
     st.markdown("\n".join(lines))
 
 
+# -- watching a run ----------------------------------------------------------------------------------
+#: Seconds between a watcher's fetches of the density and of the curves, and between the runs of its page's
+#: status panel. A watcher costs the server its panel runs and its fetches of two shared files, never a figure
+#: of its own; on 2 cores with 30 of them these add up (bench/watch_load.py, docs/RESULTS.md "Watchers").
+WATCH_FETCH_S = 0.4
+WATCH_CURVES_S = 2.0
+WATCH_PANEL_S = 5.0
+_watch_lock = threading.Lock()
+
+
+def watch_feeds(job: TrainingJob, how: dict) -> tuple[LiveFeed, LiveFeed]:
+    """The two feeds every watcher of ``job`` who draws it as ``how`` (:func:`look`) fetches: its mixture density
+    and its curves, each drawn once per frame for all of them (made by the first such watcher; the files go
+    when the job does)."""
+    from vmonf.studio import figures
+
+    key = tuple(sorted(how.items()))
+    with _watch_lock:
+        feeds = job.extras.setdefault("watch_feeds", {}).get(key)
+        if feeds is None:
+            feeds = job.extras["watch_feeds"][key] = (LiveFeed(), LiveFeed(every=1.0))
+            for feed in feeds:
+                weakref.finalize(job, remove_feed, feed.token)
+    density, curves = feeds
+    palette = how["palette"]
+    density.follow(job, lambda frame: styled(figures.density_spec(frame, raster_points=True, palette=palette), how,
+                                             PRESENT_HEIGHT), ("watch",))
+    curves.follow(job, lambda frame: None if frame.get("hist_step") is None
+                  else styled(figures.curves_spec(frame, palette=palette), how), ("curves",))
+    return feeds
+
+
+def watch_chart(feed: LiveFeed, key: str, *, live: bool, height: int, every: float = WATCH_FETCH_S,
+                probe: bool = False):
+    """A chart that shows a shared :func:`watch_feeds` feed, fetched every ``every`` seconds (with ``probe``,
+    reporting the mouse like :func:`live_feed`)."""
+    return _live_component(data={"feed": feed.url, "live": live, "every": every, "probe": probe,
+                                 "tool": "probe"}, key=key, height=height, **MOUSE_EVENTS)
+
+
+def watch_link(job: TrainingJob) -> str:
+    """The address at which anybody can watch ``job`` (read-only), on the server this page came from."""
+    here = (st.context.url or "").split("?")[0].rstrip("/")
+    return f"{here.rsplit('/', 1)[0] if here.count('/') > 2 else here}/watch?run={job.watch_token}"
+
+
+def watch_box(job: TrainingJob) -> None:
+    """The run's watch link, for a class to follow it on their own screens."""
+    with st.expander("Let others watch this run (read-only link)", icon=":material/visibility:"):
+        st.code(watch_link(job), language=None, wrap_lines=True)
+        st.caption("Anybody opening this link sees this run's frames, curves and point probe live, as it trains. "
+                   "They cannot change it, and watching trains nothing. When you start a new run they follow you "
+                   "to it; when you close this tab they keep the recording.")
+
+
 def throttled(key: str, seconds: float) -> bool:
     """True at most once every ``seconds`` per ``key`` in this session (for slow-changing charts)."""
     now = time.monotonic()
@@ -468,6 +585,8 @@ class SessionRuns:
         timer.start()
 
     def close(self) -> None:
+        for job in self.jobs.values():
+            job.owner_left = True  # its watchers are told why it stopped
         stop_all(list(self.jobs.values()), timeout=5)
         for feed in self.feeds.values():
             feed.close()
@@ -495,14 +614,17 @@ def _start(page: str, spec: JobSpec) -> None:
     job = runs.jobs.get(page)
     if job is not None and job.spec == spec and job.state in ACTIVE_STATES:
         return  # already running: a rerun or a double click never starts a second worker
-    if job is not None:
-        job.stop(timeout=5)
+    old = job
+    if old is not None:
+        old.stop(timeout=5)  # first: its training slot is the new run's
     job = TrainingJob(spec)
     try:
         job.start()
     except BusyError as exc:
         st.session_state[f"{page}_flash"] = str(exc)
         return
+    if old is not None:
+        old.extras["next"] = job.watch_token  # its watchers follow the owner to the new run
     runs.jobs[page] = job
 
 
@@ -521,16 +643,29 @@ _HIDE_CSS = {
 }
 
 
+#: The presenter view's larger type, for every page (Streamlit sizes its text in rem).
+_PRESENT_CSS = "html { font-size: 125% !important; }"
+#: How much larger the presenter view draws the charts' type, and the live density chart's height there.
+PRESENT_SCALE = 1.5
+PRESENT_HEIGHT = 760
+
+
 def teacher_mode() -> dict:
     """The presentation options of the link the session opened with (read once): ``hide`` (a list of
-    :data:`HIDEABLE` parts) and ``autoplay``; hides those parts of every page."""
+    :data:`HIDEABLE` parts), ``autoplay``, ``present`` (``""``, ``"1"`` or ``"dark"``: the presenter view) and
+    ``palette``; hides those parts of every page. The last two start the sidebar's Display options."""
     mode = st.session_state.get("_teacher")
     if mode is None:
         q = st.query_params
         hide = [h for h in q.get("hide", "").split(",") if h in HIDEABLE]
-        mode = st.session_state["_teacher"] = {"hide": hide, "autoplay": q.get("autoplay", "") == "1"}
-    if mode["hide"]:
-        st.html("<style>" + "\n".join(_HIDE_CSS[h] for h in mode["hide"]) + "</style>")
+        present = q.get("present", "") if q.get("present", "") in ("1", "dark") else ""
+        mode = st.session_state["_teacher"] = {"hide": hide, "autoplay": q.get("autoplay", "") == "1",
+                                               "present": present}
+        st.session_state.setdefault("display_present", bool(present))
+        st.session_state.setdefault("display_safe", q.get("palette", "") == "safe")
+    css = [_HIDE_CSS[h] for h in mode["hide"]] + ([_PRESENT_CSS] if st.session_state.get("display_present") else [])
+    if css:
+        st.html("<style>" + "\n".join(css) + "</style>")
     return mode
 
 
@@ -538,7 +673,42 @@ def teacher_query() -> dict[str, str]:
     """The presentation options as query parameters, to keep in a link the page rewrites."""
     mode = st.session_state.get("_teacher") or {}
     return {**({"hide": ",".join(mode["hide"])} if mode.get("hide") else {}),
-            **({"autoplay": "1"} if mode.get("autoplay") else {})}
+            **({"autoplay": "1"} if mode.get("autoplay") else {}),
+            **({"present": mode["present"]} if mode.get("present") else {}),
+            **({"embed_options": "dark_theme"} if mode.get("present") == "dark" else {}),
+            **({"palette": "safe"} if st.session_state.get("display_safe") else {})}
+
+
+def display_controls() -> None:
+    """The sidebar's Display options (every page): the colour-blind-safe palette and the presenter view."""
+    with st.sidebar.expander("Display", icon=":material/palette:"):
+        st.toggle("colour-blind-safe colours", key="display_safe",
+                  help="Paul Tol's muted colours: up to nine clusters stay apart with red-green or blue-yellow "
+                       "colour blindness (beyond nine the colours repeat). In charts, replays and exports. "
+                       "palette=safe in a link.")
+        st.toggle("presenter view", key="display_present",
+                  help="Large type and a larger chart, for a projector at the back of a room. present=1 in a link; "
+                       "present=dark also turns the page dark. The page's own theme (light or dark) is under ⋮ → "
+                       "Settings; the charts follow it.")
+
+
+def look() -> dict:
+    """How this session's figures are drawn: ``palette`` (a ``figures.PALETTES`` name), ``theme`` (the page's
+    Streamlit theme, ``"light"`` or ``"dark"``) and ``present`` (the presenter view)."""
+    theme = getattr(getattr(st.context, "theme", None), "type", None)
+    return {"palette": "safe" if st.session_state.get("display_safe") else "default",
+            "theme": "dark" if theme == "dark" else "light", "present": bool(st.session_state.get("display_present"))}
+
+
+def styled(fig: dict, how: dict, height: int | None = None) -> dict:
+    """``fig`` drawn for ``how`` (:func:`look`): the dark theme's colours, and in the presenter view larger type
+    and, given ``height``, that height (the caller knows which chart may grow)."""
+    from vmonf.studio import figures
+
+    if how["theme"] == "light" and not how["present"]:
+        return fig
+    return figures.presented(fig, how["theme"], scale=PRESENT_SCALE if how["present"] else 1.0,
+                             height=height if how["present"] else None)
 
 
 def autoplay(page: str, spec: JobSpec, blocked: str | None = None) -> None:
@@ -616,11 +786,12 @@ def init_summary(job: TrainingJob) -> str | None:
     return text + "."
 
 
-def status_line(job: TrainingJob | None, snap: Snapshot | None, hint: str = "") -> None:
+def status_line(job: TrainingJob | None, snap: Snapshot | None, hint: str = "", owner: bool = True) -> None:
     """Step counter, speed and state, what the start is doing, plus a clear message for errors or divergence.
 
     Its messages share one container, so the charts after it keep their place (and are never re-mounted)
-    as messages come and go. ``hint`` is shown before the first Start.
+    as messages come and go. ``hint`` is shown before the first Start. A watcher (not the ``owner``) is not told
+    which buttons to press.
     """
     state = job.state if job else "created"
     c1, c2, c3, c4 = st.columns(4)
@@ -647,7 +818,8 @@ def status_line(job: TrainingJob | None, snap: Snapshot | None, hint: str = "") 
     elif state == "diverged":
         box.error(job.message, icon=":material/report:")
     elif state == "finished":
-        box.success(f"{job.message} Press Resume to train on, or Stop to keep the model.", icon=":material/flag:")
+        box.success(f"{job.message}" + (" Press Resume to train on, or Stop to keep the model." if owner else ""),
+                    icon=":material/flag:")
     elif state in states.PREPARING:
         box.info(init_progress(snap), icon=":material/hourglass_top:")
     if any(notes):

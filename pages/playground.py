@@ -319,7 +319,8 @@ def settings_ui() -> JobSpec | None:
                        icon=":material/link_off:")
         else:
             base = (st.context.url or "").split("?")[0]
-            shared = {k: v for k, v in query.items() if k not in ("hide", "autoplay")}
+            shared = {k: v for k, v in query.items() if k not in ("hide", "autoplay", "present", "embed_options",
+                                                                  "palette")}
             c1, c2 = st.columns(2)
             if c1.checkbox("start on opening", key="toy_share_autoplay",
                            help="autoplay=1: the run starts as the page opens, with no click (a lecture's demo)."):
@@ -330,6 +331,16 @@ def settings_ui() -> JobSpec | None:
                                                                   help=f"hide={part} in the link.")]
             if hide:
                 shared["hide"] = ",".join(hide)
+            present = c1.selectbox("presenter view", ["off", "light", "dark"], key="toy_share_present",
+                                   help="present=1: large type and a large chart, for a projector; dark also turns "
+                                        "the page dark (embed_options=dark_theme, Streamlit's own dark theme).")
+            if present != "off":
+                shared["present"] = "dark" if present == "dark" else "1"
+                if present == "dark":
+                    shared["embed_options"] = "dark_theme"
+            if c2.checkbox("colour-blind-safe colours", key="toy_share_safe", value=bool(st.session_state.get(
+                    "display_safe")), help="palette=safe: nine colours that stay apart with colour blindness."):
+                shared["palette"] = "safe"
             st.code(f"{base}?{urlencode(shared)}", language=None, wrap_lines=True)
             st.caption("Anyone opening this link gets the same data, model and seeds. Keys on the page: space "
                        "pauses and resumes, s steps, r resets.")
@@ -346,9 +357,11 @@ def render(job, snap) -> None:
     warp = component if comp.startswith("flow warp") else None
     if component is not None and component >= len(snap.get("pi")):
         component = None
+    how = ui.look()
+    height = ui.PRESENT_HEIGHT if how["present"] else 520
     options = dict(component=component, show_samples=st.session_state.get("toy_samples", False),
                    log_scale=st.session_state.get("toy_log", True), background=background, warp=warp,
-                   raster_points=True)
+                   raster_points=True, palette=how["palette"])
     editor = st.session_state.get("toy_editor")
     if editor is not None and editor.edits != st.session_state.get("_toy_spec_edits"):
         # An edit (Undo, Clear) whose page run Streamlit folded into a run of this panel alone (a chart event
@@ -358,12 +371,12 @@ def render(job, snap) -> None:
     editing_now = tool in EDIT_TOOLS
     if job is None:  # the data before Start, drawn here
         def still() -> dict:
-            fig = figures.density_spec(snap, **options)
+            fig = ui.styled(figures.density_spec(snap, **options), how, height)
             if editing_now:
                 fig["layout"]["dragmode"] = False  # a drag draws or erases instead of zooming
             return fig
 
-        mouse = ui.live_figure(still, key="toy_density", token=(snap, tuple(options.items()), tool),
+        mouse = ui.live_figure(still, key="toy_density", token=(snap, tuple(options.items()), tool, *how.items()),
                                tool=tool if editing_now else None)
         if editing_now and mouse is not None:
             edit_events(mouse, tool)
@@ -373,13 +386,13 @@ def render(job, snap) -> None:
         suggested = st.session_state.get("toy_suggest")
 
         def build(frame) -> dict:
-            fig = figures.density_spec(frame, **options)
+            fig = ui.styled(figures.density_spec(frame, **options), how, height)
             fig["layout"]["meta"]["timeline"] = dict(job.timeline)  # how long each stage of Start took (bench)
             shapes = fig["layout"].setdefault("shapes", [])
             if pinned:  # the pinned probe point, as a ring
                 shapes.append(figures.ring(pinned["x"], pinned["y"]))
             if given:  # labels given by clicking, as diamonds in their cluster's colour
-                fig["data"].append(figures.given_labels_trace(frame, given))
+                fig["data"].append(figures.given_labels_trace(frame, given, how["palette"]))
             if suggested is not None and suggested < len(frame.get("points")):
                 shapes.append(figures.ring(*map(float, frame.get("points")[suggested]), radius_px=10, color="#F28E2B"))
             if editing_now:
@@ -387,8 +400,8 @@ def render(job, snap) -> None:
             return fig
 
         view = (*options.items(), ("pin", tuple(pinned.values()) if pinned else None),
-                ("given", tuple(sorted(given.items()))), ("suggested", suggested), ("tool", tool))
-        mouse = ui.live_feed("toy_density", job, build, view=view, height=520, probe=True, tool=tool)
+                ("given", tuple(sorted(given.items()))), ("suggested", suggested), ("tool", tool), *how.items())
+        mouse = ui.live_feed("toy_density", job, build, view=view, height=height, probe=True, tool=tool)
         if editing_now:
             edit_events(mouse, tool)
         elif (click := news(mouse, "pin")) is not None:
@@ -402,8 +415,10 @@ def render(job, snap) -> None:
             scrub_ui(job, snap, warp)
     if snap.get("hist_step") is None:
         return  # the data alone: no curves yet
-    if job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0):  # curves change slowly
-        st.session_state["toy_curves_fig"] = figures.curves_spec(snap)
+    if (job.state not in ui.ACTIVE_STATES or ui.throttled("toy_curves", 1.0)  # curves change slowly
+            or st.session_state.get("_toy_curves_look") != how):
+        st.session_state["toy_curves_fig"] = ui.styled(figures.curves_spec(snap, palette=how["palette"]), how)
+        st.session_state["_toy_curves_look"] = how
     ui.live_figure(st.session_state["toy_curves_fig"], key="toy_curves")
 
 
@@ -651,6 +666,8 @@ if preset is not None and all(st.session_state.get(k) == v for k, v in widget_st
     st.info(f"**{preset.title}.** {preset.watch}", icon=":material/school:")
 ui.autoplay(PAGE, spec, blocked)
 job = ui.controls(PAGE, spec, blocked=blocked)
+if job is not None:
+    ui.watch_box(job)
 v1, v2, v3 = st.columns([2, 1, 1])
 v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
              + [f"component {c + 1}" for c in range(spec.n_components)]

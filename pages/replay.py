@@ -62,7 +62,8 @@ def example_run(path: str) -> Run:
 
 
 def session_run() -> Run | None:
-    job = ui.current_job("toy")
+    """The 2-D run of this session: its own, or else the one it watched (kept when its owner left)."""
+    job = ui.current_job("toy") or st.session_state.get("_watching")
     if job is None or not len(job.recording):
         return None
     return Run(json.loads(job.spec.to_json()), job.recording.snapshot_list(), job.checkpoint)
@@ -92,7 +93,7 @@ if source == EXAMPLE:
 elif source.startswith("this"):
     run = session_run()
     if run is None:
-        st.info("No run yet in this session. Train one on the 2-D playground, or load a saved run file.",
+        st.info("No run yet in this session. Train one on the 2-D playground, watch one, or load a saved run file.",
                 icon=":material/arrow_back:")
 else:
     upload = st.file_uploader("run file (.vmonf) or model checkpoint (.pt)", type=["vmonf", "pt"], key="replay_upload",
@@ -125,8 +126,9 @@ title = c3.text_input("title", value=str(run.settings.get("dataset", "")), max_c
 frames = ex.thin(run.frames, n_frames)
 st.caption(f"{len(run.frames)} frames recorded, steps {run.frames[0].step}–{run.frames[-1].step}. "
            "Press ▶ Play under the chart; drag the slider to scrub. It plays in your browser, no server needed.")
-st.plotly_chart(ex.animation_figure(frames, title=title, frame_ms=int(1000 / fps)), key="replay_chart",
-                config={"displaylogo": False})
+how = ui.look()
+st.plotly_chart(ex.animation_figure(frames, title=title, frame_ms=int(1000 / fps), palette=how["palette"]),
+                key="replay_chart", config={"displaylogo": False})
 
 if run.checkpoint is not None and checked(run.checkpoint)["ok"]:
     with st.expander("Scrub through a flow of the trained model", icon=":material/layers:"):
@@ -146,12 +148,16 @@ size = e2.selectbox("size", ["640x480", "800x600", "1024x768", "1280x720"], key=
                     help="Pixels of each frame (GIF, MP4, PNG; the vector frames' size at 100 dpi).")
 overlay = e3.toggle("step and ELBO in the corner", value=True, key="replay_overlay",
                     help="Write each frame's training step and ELBO in its top-left corner.")
+panels = e3.toggle("three panels side by side", key="replay_panels",
+                   help="Each frame as " + ", ".join(ex.PANELS) + " (the third paints the plane when the run "
+                        "recorded q on its grid, else shows the points). Choose a wide size, e.g. 1280x720. The "
+                        "colours follow Display → colour-blind-safe colours in the sidebar.")
 if st.button("Prepare the export", key="replay_export", type="primary"):
     w, h = (int(v) for v in size.split("x"))
     bar = st.progress(0.0, text="drawing frames…")
-    kw = {"fps": fps, "title": title}
+    kw = {"fps": fps, "title": title, "palette": how["palette"]}
     if fmt != "html":
-        kw.update(size=(w, h), overlay=overlay,
+        kw.update(size=(w, h), overlay=overlay, panels=panels,
                   progress=lambda done, total: bar.progress(done / total, text=f"drawing frame {done} of {total}"))
     try:
         st.session_state["replay_file"] = (fmt, ex.export(frames, fmt, **kw))

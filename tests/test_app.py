@@ -356,3 +356,68 @@ def test_a_shipped_example_opens_on_the_replay_page_without_training(app):
     assert app.get("plotly_chart") and set(live_jobs()) <= before  # it started no run
     app.selectbox(key="replay_example").set_value("Pinwheel, 5 wings").run()
     assert not app.exception and "pinwheel, K=5" in " ".join(c.value for c in app.caption)
+
+
+def test_a_live_feed_never_rewrites_a_frame_and_its_pointer_keeps_one_length(monkeypatch):
+    """The server stats a file before it opens it, so a file replaced in between would go out with the wrong
+    length: every frame is a new file, and only the fixed-length pointer to the newest is replaced."""
+    import gzip
+
+    import ui
+
+    class Job:  # what a feed uses of a TrainingJob
+        def __init__(self):
+            self.listeners, self.snap = [], None
+
+        def subscribe(self, f):
+            self.listeners.append(f)
+
+        def unsubscribe(self, f):
+            self.listeners.remove(f)
+
+        def latest(self):
+            return self.snap
+
+    monkeypatch.setattr(ui, "FEED_KEEP_S", 0.0)
+    job, feed = Job(), ui.LiveFeed()
+    feed.follow(job, lambda snap: {"step": snap["step"]}, ("v",))
+    sizes, frames = set(), []
+    for step in (1, 20, 300, 4000):
+        job.snap = {"step": step}
+        for listener in job.listeners:
+            listener(job.snap)
+        seq = feed.path.read_text()
+        sizes.add(len(seq))
+        frame = ui.LIVE_DIR / f"{feed.token}.{int(seq)}.json.gz"
+        assert json.loads(gzip.decompress(frame.read_bytes())) == {"step": step}
+        frames.append(frame)
+    assert len(sizes) == 1 and len(set(frames)) == 4  # one pointer length; a new file per frame
+    assert [f.exists() for f in frames] == [False, False, False, True]  # superseded frames go
+    feed.close()
+    assert not list(ui.LIVE_DIR.glob(f"{feed.token}.*")) and not job.listeners
+
+
+def test_a_presenter_link_turns_the_display_options_on_and_the_replay_follows_the_palette():
+    from vmonf.studio.figures import PALETTE, SAFE_PALETTE
+
+    def replay_colours(at):
+        at.switch_page("pages/replay.py").run()
+        at.radio(key="replay_source").set_value("a recorded example (no training)").run()
+        assert not at.exception
+        spec = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec))
+        return {c for c in PALETTE + SAFE_PALETTE if c.lower() in spec.lower() or
+                f"rgba({int(c[1:3], 16)},{int(c[3:5], 16)},{int(c[5:7], 16)}" in spec}
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"present": "1", "palette": "safe"})
+    at.run()
+    assert at.toggle(key="display_safe").value and at.toggle(key="display_present").value
+    assert any("font-size: 125%" in h.proto.body for h in at.get("html"))  # the presenter's large type
+    safe = replay_colours(at)
+    assert safe and safe <= set(SAFE_PALETTE)
+
+    plain = AppTest.from_file(APP, default_timeout=60)
+    plain.run()
+    assert not plain.toggle(key="display_safe").value and not plain.toggle(key="display_present").value
+    default = replay_colours(plain)
+    assert default and not default & set(SAFE_PALETTE)

@@ -519,3 +519,53 @@ def test_a_shipped_example_replays_with_no_training(server, browser):
     assert set(worker_pids(proc.pid)) <= before  # nothing trained for it
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+def watch_link_of(page) -> str:
+    """The watch link the owner's page offers for its run."""
+    page.get_by_text("Let others watch this run").first.click()
+    code = page.locator('[data-testid="stCode"]', has_text="/watch?run=").first
+    code.wait_for(timeout=20_000)
+    return code.inner_text().strip()
+
+
+def test_a_watch_link_shows_the_run_live_adds_no_worker_and_cannot_pause_it(server, browser):
+    url, proc = server
+    owner = open_and_start(browser, url, "/?ds=moons&k=2&init=kmeans&seed=3")
+    wait_until(lambda: (step_counter(owner) or 0) > 0, timeout=90)
+    link = watch_link_of(owner)
+    workers = set(worker_pids(proc.pid))
+    assert len(workers) >= 1
+    watcher = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()  # a session of its own
+    watcher.goto(link)
+    watcher.locator("h1", has_text="Watch a run").first.wait_for(timeout=30_000)
+    first = wait_until(lambda: live_updates(watcher) and live_updates(watcher)[0][1], timeout=30)
+    wait_until(lambda: live_updates(watcher)[0][1] > first, timeout=30)  # the steps rise on the watcher's chart
+    assert set(worker_pids(proc.pid)) == workers, "watching started no training"
+    assert run_meta(watcher).get("dataset") == "moons" and run_meta(watcher).get("k") == 2
+    for name in ("Start", "Pause", "Resume", "Step", "Stop", "Reset"):
+        assert watcher.get_by_role("button", name=name, exact=True).count() == 0, name
+    watcher.locator("h1").first.click()
+    for key in (" ", "s", "r"):  # the lecture keys press nothing here
+        watcher.keyboard.press(key)
+    time.sleep(2)
+    assert metric(owner, "state") == "training", "a watcher cannot pause the owner's run"
+    assert owner.get_by_role("button", name="Pause", exact=True).is_enabled()
+    # The owner closes the tab: once the grace period is over the run stops, the watcher is told why, and the
+    # recording stays in the watcher's session, on the Replay page.
+    owner.close()
+    watcher.get_by_text("The owner's session ended").first.wait_for(timeout=(30 + float(GRACE)) * 1000)
+    assert not (set(worker_pids(proc.pid)) & workers)
+    watcher.get_by_role("link", name="Replay and export").first.click()
+    watcher.get_by_text("frames recorded, steps").first.wait_for(timeout=30_000)
+    assert watcher.locator('[data-testid="stException"]').count() == 0
+    watcher.context.close()
+
+
+def test_an_unknown_watch_link_says_so(server, browser):
+    url, _ = server
+    page = browser.new_page()
+    page.goto(url + "/watch?run=nosuchrun")
+    page.get_by_text("No run with this link is on this server").first.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -24,6 +25,7 @@ from vmonf.studio.worker import CHECKPOINT, EVENT, SNAPSHOT, JobSpec, read_messa
 MAX_CONCURRENT_JOBS = int(os.environ.get("VMONF_MAX_JOBS", "8"))  # 8 stayed responsive on 2 cores (bench/load.py)
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT_JOBS)
 _live: weakref.WeakSet[TrainingJob] = weakref.WeakSet()  # started and holding a slot
+_watchable: weakref.WeakValueDictionary[str, TrainingJob] = weakref.WeakValueDictionary()  # by watch token
 #: ARI at which a run counts as having found the clusters (the status line says when it got there).
 ARI_REACHED = 0.95
 
@@ -31,6 +33,12 @@ ARI_REACHED = 0.95
 def live_jobs() -> list[TrainingJob]:
     """Jobs of this process that hold a training slot (for shutdown hooks and tests)."""
     return list(_live)
+
+
+def watched(token: str) -> TrainingJob | None:
+    """The job whose :attr:`TrainingJob.watch_token` is ``token``, while anybody (its owner, a watcher) still
+    holds it; ``None`` for an unknown token."""
+    return _watchable.get(token) if isinstance(token, str) else None
 
 
 def stop_all(jobs: list[TrainingJob] | None = None, timeout: float = 5.0) -> None:
@@ -90,6 +98,11 @@ class TrainingJob:
         self._asked = 0
         self._ended_model = None  # the checkpoint's model, loaded once when a question comes after the end
         self._spec_before: dict[int, JobSpec] = {}  # edit id -> the spec before it, until the worker answers
+        #: The run's watch link names it by this random token (:func:`watched`); watching reads, never trains.
+        self.watch_token = secrets.token_urlsafe(12)
+        _watchable[self.watch_token] = self
+        self.owner_left = False  # set when the owner's session ended the run (watchers are told so)
+        self.extras: dict = {}  # what a UI keeps per run, e.g. the watchers' shared feeds (never read here)
 
     # -- control ----------------------------------------------------------------------------------
     def start(self) -> None:
