@@ -496,8 +496,11 @@ def probe_panel(job: TrainingJob, point: dict | None, pinned: dict | None) -> No
 #: status panel. A watcher costs the server its panel runs and its fetches of two shared files, never a figure
 #: of its own; on 2 cores with 30 of them these add up (bench/watch_load.py, docs/RESULTS.md "Watchers").
 WATCH_FETCH_S = 0.4
-WATCH_CURVES_S = 2.0
+WATCH_CURVES_S = 4.0
 WATCH_PANEL_S = 5.0
+#: The watchers' density is drawn at most this often: a little more often than they fetch it (so each fetch
+#: still finds a new frame), not at the rate the run makes frames, which nobody watching would see.
+WATCH_DRAW_S = 0.3
 _watch_lock = threading.Lock()
 
 
@@ -511,7 +514,7 @@ def watch_feeds(job: TrainingJob, how: dict) -> tuple[LiveFeed, LiveFeed]:
     with _watch_lock:
         feeds = job.extras.setdefault("watch_feeds", {}).get(key)
         if feeds is None:
-            feeds = job.extras["watch_feeds"][key] = (LiveFeed(), LiveFeed(every=1.0))
+            feeds = job.extras["watch_feeds"][key] = (LiveFeed(every=WATCH_DRAW_S), LiveFeed(every=WATCH_CURVES_S / 2))
             for feed in feeds:
                 weakref.finalize(job, remove_feed, feed.token)
     density, curves = feeds
