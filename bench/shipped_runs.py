@@ -50,11 +50,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--out", type=Path, default=ROOT / "examples" / "runs")
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS), metavar="TITLE",
+                        help="only these presets (default: all)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{'preset':<48}{'steps':>7}{'frames':>8}{'ARI':>8}{'MB':>7}{'s':>7}")
     total = 0
-    for title in PRESETS:
+    for title in args.presets:
         t0 = time.perf_counter()
         run = record(title, args.steps, args.frames)
         path = args.out / f"{example_name(title)}.vmonf"

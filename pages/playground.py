@@ -277,7 +277,7 @@ def settings_ui() -> JobSpec | None:
     depth = setting_widget(SETTINGS["depth"], name)
     setting_widget(SETTINGS["hidden"], name)
     sb.header("Training")
-    for key in ("lr", "batch", "labels", "init", "steps", "seed"):
+    for key in ("lr", "batch", "labels", "init", "temperature", "steps", "seed"):
         if not (key == "labels" and name == DRAW):  # drawn points are labelled with the brush
             setting_widget(SETTINGS[key], name)
     beyond_model, beyond_train = beyond_ui(k, depth)

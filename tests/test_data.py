@@ -228,3 +228,11 @@ def test_csv_points_parse_with_header_and_labels():
 def test_bad_csvs_get_their_messages(blob, match):
     with pytest.raises(ValueError, match=match):
         uploads.parse_points_csv(blob)
+
+
+def test_cli_trains_with_the_papers_recipe(tmp_path, capsys):
+    assert main(["train", "--dataset", "gaussian mixture", "--components", "3", "--hidden", "8", "--steps", "40",
+                 "--samples", "300", "--recipe", "paper", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "the paper's recipe (depth 8, init random, temperature decay 0.001, consistency 0)" in out
+    assert json.loads((tmp_path / "metrics.json").read_text())["init"] == "random"

@@ -132,3 +132,23 @@ def test_training_fixes_a_wrong_start():
     assert clustering_scores(y, start)["ari"] < 0.4
     est = VMoNF(2, init="kmeans", max_steps=800, seed=0).fit(x)
     assert clustering_scores(y, est.predict(x))["ari"] >= 0.95
+
+
+def test_the_paper_recipe_is_the_method_as_published():
+    from vmonf import PAPER_RECIPE
+
+    assert VMoNF(3).effective_params()["init"] == "auto"  # the default recipe changes nothing
+    paper = VMoNF(3, recipe="paper", hidden=16, max_steps=120, seed=0)
+    used = paper.effective_params()
+    assert {k: used[k] for k in PAPER_RECIPE} == PAPER_RECIPE
+    explicit = VMoNF(3, recipe="paper", depth=2, init="kmeans").effective_params()
+    assert (explicit["depth"], explicit["init"], explicit["consistency"]) == (2, "kmeans", 0.0)  # given ones win
+    x, _ = make_toy("gaussian mixture", 300, components=3, seed=0)
+    paper.fit(x)
+    trainer = paper.trainer_
+    assert paper.init_ == "random" and trainer.q_hold_until == 0  # no starting partition, so no q hold
+    assert trainer.config.consistency == 0 and not trainer.config.keep_best and trainer.best_state is None
+    assert trainer.temperature() == pytest.approx(np.exp(-1e-3 * 120))  # T = exp(-1e-3 step) on q
+    assert paper.model_.config.depth == 8 and not paper.model_.config.learn_prior
+    with pytest.raises(ValueError, match="recipe must be one of default, paper"):
+        VMoNF(3, recipe="papr").fit(x)

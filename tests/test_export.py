@@ -162,7 +162,7 @@ def test_the_shipped_examples_open_and_match_their_presets():
 
     runs = shipped_runs()
     assert list(runs) == list(PRESETS)  # one per preset (bench/shipped_runs.py makes them)
-    assert sum(p.stat().st_size for p in runs.values()) < 6e6  # small enough to ship
+    assert sum(p.stat().st_size for p in runs.values()) < 7.5e6  # small enough to ship (about 1 MB a preset)
     for title, path in runs.items():
         run = load_run(path)
         assert run.settings["preset"] == title and run.settings["n_components"] == PRESETS[title].settings["k"]
@@ -171,6 +171,8 @@ def test_the_shipped_examples_open_and_match_their_presets():
         assert model.config.n_components == PRESETS[title].settings["k"]
         if "failure" in title:  # the paper's named failure, recorded as it happens: the rings cut in half-planes
             assert run.frames[-1].meta["ari"] < 0.5
+        elif "paper's recipe" in title:  # the method as published: as good or as bad as that seed made it
+            assert run.settings["train"]["init"] == "random" and run.settings["train"]["temperature_decay"] == 1e-3
         else:
             assert run.frames[-1].meta["ari"] > 0.9
 

@@ -6,11 +6,12 @@ can be imported without paying for torch and scikit-learn: the app's first paint
 
 from importlib import import_module
 
-__all__ = ["VMoNF", "VMoNFModel", "ModelConfig", "Trainer", "TrainConfig", "DivergenceError"]
+__all__ = ["VMoNF", "PAPER_RECIPE", "VMoNFModel", "ModelConfig", "Trainer", "TrainConfig", "DivergenceError"]
 __version__ = "0.1.0"
 
-_WHERE = {"VMoNF": "vmonf.estimator", "VMoNFModel": "vmonf.model", "ModelConfig": "vmonf.model",
-          "Trainer": "vmonf.train", "TrainConfig": "vmonf.train", "DivergenceError": "vmonf.train"}
+_WHERE = {"VMoNF": "vmonf.estimator", "PAPER_RECIPE": "vmonf.estimator", "VMoNFModel": "vmonf.model",
+          "ModelConfig": "vmonf.model", "Trainer": "vmonf.train", "TrainConfig": "vmonf.train",
+          "DivergenceError": "vmonf.train"}
 
 
 def __getattr__(name: str):

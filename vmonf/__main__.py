@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pca", type=int, default=16, help="PCA dimensions (image data sets)")
     t.add_argument("--n-init", type=int, default=1,
                    help="independent fits (seeds seed, seed+1, ...); the one with the highest log-likelihood is kept")
+    t.add_argument("--recipe", default="default", choices=["default", "paper"],
+                   help="paper: the method as published (random start, uniform pi, temperature on q, depth 8, plain "
+                        "ELBO, last state); it replaces every option left at its default (vmonf.PAPER_RECIPE)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models)")
     t.add_argument("--record-every", type=int, default=0,
@@ -72,8 +75,13 @@ def train(args: argparse.Namespace) -> dict:
     y_fit = pick_labels(data.y, args.labels, args.seed)
     est = VMoNF(args.components, depth=args.depth, hidden=args.hidden, flow=args.flow, max_steps=args.steps,
                 lr=args.lr, batch_size=args.batch_size, init=args.init, seed=args.seed, device=args.device,
-                consistency=args.consistency, n_init=args.n_init)
-    print(f"training {args.dataset}: {len(data.x)} points, {data.x.shape[1]} dims, K={args.components}", flush=True)
+                consistency=args.consistency, temperature_decay=args.temperature_decay, n_init=args.n_init,
+                recipe=args.recipe)
+    used = est.effective_params()
+    print(f"training {args.dataset}: {len(data.x)} points, {data.x.shape[1]} dims, K={args.components}"
+          + (f", the paper's recipe (depth {used['depth']}, init {used['init']}, temperature decay "
+             f"{used['temperature_decay']:g}, consistency {used['consistency']:g})" if args.recipe == "paper" else ""),
+          flush=True)
     # One recording and history per restart (--n-init); the kept fit's recording is saved. Each entry
     # holds its trainer, so no id is reused while the dict lives.
     runs: dict[int, tuple[object, Recording, list[dict], set[int]]] = {}
@@ -82,7 +90,7 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--record-every must be 0 (about 100 frames) or a number of steps, got {args.record_every}.")
     every = args.record_every or max(1, args.steps // 100)
     report_every = max(args.steps // 10, 1)
-    choosing = args.init == "auto" and not args.labels and args.components > 1  # candidate starts come first
+    choosing = used["init"] == "auto" and not args.labels and args.components > 1  # candidate starts come first
 
     def on_progress(trainer) -> None:
         step = trainer.step_count
@@ -104,7 +112,7 @@ def train(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     # Images are perturbed by shifting and rotating the pixels (what helped on MNIST), 2-D data by noise.
     copies = None
-    if args.consistency and data.pixels is not None:
+    if used["consistency"] and data.pixels is not None:
         copies = augmented_features(data, copies=4, seed=args.seed)
     est.fit(data.x, y_fit, callback=on_progress, callback_every=every, X_perturbed=copies)
     seconds = time.perf_counter() - t0

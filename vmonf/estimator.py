@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +26,21 @@ from vmonf.model import ModelConfig, VMoNFModel
 from vmonf.starts import start_training
 from vmonf.train import InitMethod, TrainConfig, chunked
 
-__all__ = ["VMoNF"]
+__all__ = ["PAPER_RECIPE", "RECIPES", "VMoNF"]
+
+#: The method as published (Pires & Figueiredo, ESANN 2020), what ``recipe="paper"`` changes. Each entry is
+#: against the paper: a random start (identity flows and a freshly initialised q; no starting partition, so
+#: no per-component location and scale, no q pre-fit and no q hold), a fixed uniform pi, the temperature
+#: T = exp(-1e-3 * step) on q's logits, RealNVP with 8 coupling blocks, the plain ELBO (no consistency
+#: term) and the last state, not the best one on a validation split. Left as in the library, and why:
+#: the conditioners are tanh MLPs with a bounded log-scale, the safe form of the affine coupling (the
+#: paper does not specify its networks); there is no batch normalisation between blocks, because a batch
+#: holds every component's points, so each flow's batch statistics would be of the whole data, not of the
+#: points its component explains, and standardising toward the whole data works against the clustering;
+#: images take ``flow="maf"`` (the paper's MADE blocks) when given explicitly.
+PAPER_RECIPE = {"init": "random", "temperature_decay": 1e-3, "consistency": 0.0, "depth": 8, "learn_prior": False}
+#: The named recipes; each maps an estimator setting to its value (``"default"`` changes nothing).
+RECIPES: dict[str, dict] = {"default": {}, "paper": PAPER_RECIPE}
 
 
 def _check_array(X, *, name: str = "X", dim: int | None = None) -> np.ndarray:
@@ -107,6 +122,13 @@ class VMoNF(DensityMixin, BaseEstimator):
         prune_below: remove components whose share of the points falls below this during training.
         weight_entropy: annihilation pressure, ``weight_entropy x H(pi)`` added to the loss (needs
             ``learn_prior=True``): the weights concentrate and redundant components shrink.
+
+    Recipes:
+        recipe: ``"default"`` (the settings above) or ``"paper"``, the method as published
+            (:data:`PAPER_RECIPE` lists each choice against the paper): every setting left at its default
+            takes the paper's value, and the last state is kept rather than the best on the validation
+            split. ``VMoNF(5, recipe="paper")`` is the paper's toy setup; ``effective_params()`` shows what
+            a fit will use.
     """
 
     def __init__(self, n_components: int = 3, *, depth: int = 4, hidden: int = 64, flow: FlowType = "realnvp",
@@ -115,7 +137,7 @@ class VMoNF(DensityMixin, BaseEstimator):
                  val_fraction: float = 0.1, seed: int = 0, device: str = "auto", depths: tuple[int, ...] | None = None,
                  share_weights: bool = False, consistency: float = 5.0, consistency_noise: float = 0.1,
                  consistency_flows: bool = True, prune_below: float = 0.0, weight_entropy: float = 0.0,
-                 n_init: int = 1):
+                 n_init: int = 1, recipe: str = "default"):
         self.n_components, self.depth, self.hidden, self.flow = n_components, depth, hidden, flow
         self.learn_prior, self.batch_size, self.max_steps, self.lr = learn_prior, batch_size, max_steps, lr
         self.init, self.temperature_decay, self.label_weight = init, temperature_decay, label_weight
@@ -125,16 +147,31 @@ class VMoNF(DensityMixin, BaseEstimator):
         self.consistency, self.consistency_noise = consistency, consistency_noise
         self.consistency_flows = consistency_flows
         self.n_init = n_init
+        self.recipe = recipe
 
     # -- configuration ----------------------------------------------------------------------------
+    def effective_params(self) -> dict:
+        """The settings a fit uses: :meth:`get_params` with the recipe's values in place of every setting left
+        at its default (a setting given explicitly wins, unless it equals the default)."""
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}; got {self.recipe!r}.")
+        params = self.get_params()
+        defaults = {k: v.default for k, v in inspect.signature(VMoNF.__init__).parameters.items()}
+        for key, value in RECIPES[self.recipe].items():
+            if params[key] == defaults[key]:
+                params[key] = value
+        return params
+
     def _configs(self, dim: int) -> tuple[ModelConfig, TrainConfig]:
-        mc = ModelConfig(self.n_components, dim, depth=self.depth, hidden=self.hidden, flow=self.flow,
-                         learn_prior=self.learn_prior, depths=self.depths, share_weights=self.share_weights)
-        tc = TrainConfig(lr=self.lr, batch_size=self.batch_size, seed=self.seed, init=self.init,
-                         temperature_decay=self.temperature_decay, label_weight=self.label_weight,
-                         init_steps=min(TrainConfig.init_steps, max(self.max_steps, 0)), consistency=self.consistency,
+        p = self.effective_params()
+        mc = ModelConfig(self.n_components, dim, depth=p["depth"], hidden=self.hidden, flow=self.flow,
+                         learn_prior=p["learn_prior"], depths=self.depths, share_weights=self.share_weights)
+        tc = TrainConfig(lr=self.lr, batch_size=self.batch_size, seed=self.seed, init=p["init"],
+                         temperature_decay=p["temperature_decay"], label_weight=self.label_weight,
+                         init_steps=min(TrainConfig.init_steps, max(self.max_steps, 0)), consistency=p["consistency"],
                          consistency_noise=self.consistency_noise, consistency_flows=self.consistency_flows,
-                         prune_below=self.prune_below, weight_entropy=self.weight_entropy)
+                         prune_below=self.prune_below, weight_entropy=self.weight_entropy,
+                         keep_best=self.recipe != "paper")
         mc.validate()
         tc.validate()
         if self.max_steps < 0:

@@ -26,6 +26,12 @@ PRESETS: dict[str, Preset] = {p.title: p for p in [
     Preset("Pinwheel, 3 wings",
            "The seed's training animation: three flows curl into three wings within a few hundred steps.",
            dict(dataset="pinwheel", params={"wings": 3, "radial_std": 0.3, "rate": 0.25}, k=3, depth=4)),
+    Preset("Pinwheel, 5 wings, the paper's recipe",
+           "The method as published: a random start, a uniform pi, q's temperature annealed, 8 coupling blocks "
+           "and the plain ELBO (no consistency term). Compare it with 'Pinwheel, 5 wings', which adds our start "
+           "and the consistency term (docs/RESULTS.md, the ablation).",
+           dict(dataset="pinwheel", params={"wings": 5, "radial_std": 0.3, "rate": 0.4}, k=5, depth=8, init="random",
+                consistency=0.0, temperature=1e-3)),
     Preset("Two circles, unsupervised (the paper's failure)",
            "The paper's own failure: with the plain start the mixture splits the plane into two halves instead "
            "of two rings, a bad local optimum. (The paper's plain ELBO: the consistency term is off.)",

@@ -102,6 +102,11 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in [
             "(docs/BEYOND.md has the figures). Off is the paper's plain ELBO.", 5.0, kind=float,
             choices=(0.0, 0.5, 1.0, 2.0, 5.0), widget="select_slider", query="cons", target="train.consistency",
             cli="--consistency", show=lambda v: "off (the paper's ELBO)" if v == 0 else f"{v:g}"),
+    Setting("temperature", "q temperature",
+            "The paper's annealing: q(c|x)'s logits are divided by T = exp(-rate x step), so q starts soft and "
+            "sharpens as training goes on. Off keeps T = 1.", 0.0, kind=float, choices=(0.0, 1e-3),
+            widget="select_slider", query="temp", target="train.temperature_decay", cli="--temperature-decay",
+            show=lambda v: "off" if v == 0 else f"exp(-{v:g} x step)"),
 ]}
 
 
