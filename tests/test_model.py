@@ -216,3 +216,27 @@ def test_evaluation_uses_the_temperature_training_is_at():
         assert row["val_elbo"] == pytest.approx(float(model.elbo(x[250:], temperature=t).mean()), rel=1e-5)
         assert row["val_elbo"] != pytest.approx(float(model.elbo(x[250:]).mean()), rel=1e-4)
         assert row["val_loglik"] == pytest.approx(float(model.log_prob(x[250:]).mean()), rel=1e-5)  # no T in it
+
+
+def test_a_semi_supervised_fit_keeps_its_start_when_training_makes_the_held_out_labels_worse():
+    """With labelled validation points, the start is a candidate for the best state and states are ranked by
+    how well they classify those points: training that makes them worse cannot end the fit."""
+    from vmonf.data import make_toy
+    from vmonf.starts import start_training
+    from vmonf.train import TrainConfig
+
+    x, y = make_toy("two circles", 600, seed=0, noise=0.04)
+    labels = np.full_like(y, -1)
+    labels[:200] = y[:200]  # many labels, so that the validation split holds some
+    cfg = TrainConfig(init="labels", consistency=0.0, eval_every=10_000)
+    trainer = start_training(x, labels, ModelConfig(2, 2, depth=2, hidden=16), cfg,
+                             device=torch.device("cpu"), val_fraction=0.2).trainer
+    assert trainer.y_check is not None and len(trainer.y_check) >= 10
+    start_acc, start_ll = trainer.best_val
+    assert trainer.best_step == trainer.step_count and start_acc >= 0.9  # the start was scored
+    with torch.no_grad():  # a model that calls every point component 0
+        trainer.model.flows.affine.initialize(torch.zeros(2, 2), torch.tensor([[1.0, 1.0], [1e-3, 1e-3]]))
+    row = trainer.evaluate()
+    assert row["val_label_acc"] < start_acc and trainer.best_val == (start_acc, start_ll)
+    trainer.restore_best()
+    assert trainer._check_row()["val_label_acc"] == start_acc

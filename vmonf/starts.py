@@ -189,6 +189,8 @@ def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, confi
     xv = torch.as_tensor(x[va], device=device) if len(va) else None
     lab = labels[tr] if labels is not None and (labels >= 0).any() else None
     yt = None if lab is None else torch.as_tensor(lab, device=device)
+    # The labels of the held-out points are never trained on: the trainer picks its best state by them.
+    yv = None if lab is None or not len(va) else torch.as_tensor(labels[va], device=device)
     shift = xt.mean(0)
     scale = xt.std(0) if len(xt) > 1 else torch.ones_like(shift)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
@@ -197,7 +199,7 @@ def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, confi
         torch.manual_seed(config.seed)
         model = VMoNFModel(model_config).to(device)
         model.set_standardization(shift, scale)
-        return Trainer(model, xt, yt, config, x_val=xv, x_perturbed=xp)
+        return Trainer(model, xt, yt, config, x_val=xv, x_perturbed=xp, y_val=yv)
 
     def relay(event: StartEvent) -> bool:
         if event.partition is None:

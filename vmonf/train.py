@@ -110,6 +110,10 @@ def evaluation_row(model: VMoNFModel, x_val: Tensor | None, temperature: float =
     return row
 
 
+#: A best-state score below every real one: (accuracy on held-out labels, validation log-likelihood).
+NO_SCORE = (-math.inf, -math.inf)
+
+
 class Trainer:
     """Trains a :class:`VMoNFModel` one Adam step at a time on fixed data.
 
@@ -123,13 +127,18 @@ class Trainer:
         x_val: held-out data for validation log-likelihood and best-state keeping.
         x_perturbed: ``(A, N, D)``: ``A`` perturbed copies of ``x`` for the consistency term (e.g. shifted
             and rotated images in feature space); without them it perturbs with Gaussian noise.
+        y_val: labels of ``x_val`` (``-1`` unlabelled), never trained on. Where some are given, the best
+            state is the one that classifies them best (then the best validation log-likelihood), and the
+            start itself is one of the candidates: a semi-supervised fit never ends less accurate on them
+            than the partition it started from.
     """
 
     def __init__(self, model: VMoNFModel, x: Tensor, y: Tensor | None = None, config: TrainConfig | None = None,
-                 x_val: Tensor | None = None, x_perturbed: Tensor | None = None):
+                 x_val: Tensor | None = None, x_perturbed: Tensor | None = None, y_val: Tensor | None = None):
         self.config = config or TrainConfig()
         self.config.validate()
         self.model, self.x, self.x_val = model, x, x_val
+        self._set_checks(x_val, y_val)
         if x_perturbed is not None and x_perturbed.shape[1:] != x.shape:
             raise ValueError(f"x_perturbed must be (copies, {len(x)}, {x.shape[1]}); got {tuple(x_perturbed.shape)}.")
         self.x_perturbed = x_perturbed
@@ -141,7 +150,7 @@ class Trainer:
         self.step_count = 0
         self.q_hold_until = 0  # set by initialize(): steps before which q is held fixed
         self.history: list[dict] = []  # one row per evaluation: step, elbo, val_loglik, pi, seconds
-        self.best_val = -math.inf
+        self.best_val = NO_SCORE  # the best state's score (see _consider)
         self.best_state: dict | None = None
         self.best_step = 0
         self.train_seconds = 0.0
@@ -178,8 +187,16 @@ class Trainer:
         if y is not None and y.shape != (len(x),):
             raise ValueError(f"y must hold one label per point ({len(x)}); got {tuple(y.shape)}.")
         self.x, self.x_val, self.x_perturbed = x, x_val, None
+        self._set_checks(x_val, None)  # held-out labels described the old points
         self.y = y if y is not None and bool((y >= 0).any()) else None
-        self.best_val, self.best_state = -math.inf, None
+        self.best_val, self.best_state = NO_SCORE, None
+
+    def _set_checks(self, x_val: Tensor | None, y_val: Tensor | None) -> None:
+        """Keep the labelled validation points (see ``y_val``), if any."""
+        self.x_check = self.y_check = None
+        if x_val is not None and y_val is not None and bool((y_val >= 0).any()):
+            keep = y_val >= 0
+            self.x_check, self.y_check = x_val[keep], y_val[keep]
 
     # -- state ------------------------------------------------------------------------------------
     def _copy_state(self) -> dict:
@@ -227,6 +244,9 @@ class Trainer:
             loss.backward()
             opt.step()
         self._good_state = self._copy_state()
+        if self.y_check is not None:  # the start is a candidate for the best state
+            with torch.no_grad():
+                self._consider(evaluation_row(self.model, self.x_val, self.temperature()) | self._check_row())
 
     # -- training ---------------------------------------------------------------------------------
     def step(self) -> float:
@@ -306,7 +326,7 @@ class Trainer:
         removed = self.model.remove_components([c for c in components if int(c) not in keep])
         if removed:
             self.pruned += [(self.step_count, c) for c in removed]
-            self.best_val, self.best_state = -math.inf, None
+            self.best_val, self.best_state = NO_SCORE, None
             self._good_state = self._copy_state()
         return removed
 
@@ -324,12 +344,25 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         """Append a history row: training ELBO on a batch, validation ELBO and log-likelihood, pi."""
-        row = {**self.progress(), **evaluation_row(self.model, self.x_val, self.temperature())}
-        if self.config.keep_best and row.get("val_loglik", -math.inf) > self.best_val:
-            self.best_val, self.best_step = row["val_loglik"], self.step_count
-            self.best_state = copy.deepcopy(self.model.state_dict())
+        row = {**self.progress(), **evaluation_row(self.model, self.x_val, self.temperature()), **self._check_row()}
+        self._consider(row)
         self.history = append_bounded(self.history, row, MAX_HISTORY)
         return row
+
+    def _check_row(self) -> dict:
+        """Accuracy on the labelled validation points (``val_label_acc``), where there are some."""
+        if self.y_check is None:
+            return {}
+        pred = self.model.responsibilities(self.x_check).argmax(1)
+        return {"val_label_acc": float((pred == self.y_check).float().mean())}
+
+    def _consider(self, row: dict) -> None:
+        """Keep the model's state if ``row`` scores it above the best so far: by accuracy on the labelled
+        validation points where there are some, then by validation log-likelihood."""
+        score = (row.get("val_label_acc", 0.0), row.get("val_loglik", -math.inf))
+        if self.config.keep_best and score > self.best_val:
+            self.best_val, self.best_step = score, self.step_count
+            self.best_state = copy.deepcopy(self.model.state_dict())
 
     def restore_best(self) -> None:
         """Load the state with the best validation log-likelihood seen, if any."""
