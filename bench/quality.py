@@ -5,7 +5,13 @@ GaussianMixture with the same K, and one RealNVP flow (K=1) with about the same 
 Prints ARI/NMI on the training points, held-out log-likelihood (mean and median, on fresh points
 from the same generator) and the seconds VMoNF took to first reach ARI >= 0.95.
 
-    python bench/quality.py [--seeds 10] [--steps 1500]
+    python bench/quality.py [--seeds 10] [--steps 1500] [--recipe paper] [--consistency 0]
+    python bench/quality.py --ablation [--seeds 10]
+
+``--recipe paper`` runs the method as published (``vmonf.PAPER_RECIPE``) in place of the defaults.
+``--ablation`` goes from the paper's recipe to the default one step at a time (each row adds one thing to
+the row above), beside the starting partitions alone (no training), on the toy sets and on two circles
+without labels, the paper's named failure.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 import argparse
 import functools
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -27,6 +34,7 @@ from vmonf import VMoNF
 from vmonf.data import make_toy
 from vmonf.metrics import clustering_scores
 from vmonf.perf import tune_process
+from vmonf.starts import initial_partition
 
 SETS = {  # name: (generator, K, params, labelled points per class)
     "pinwheel-5": ("pinwheel", 5, {"wings": 5, "rate": 0.4}, 0),
@@ -34,6 +42,32 @@ SETS = {  # name: (generator, K, params, labelled points per class)
     "moons": ("moons", 2, {}, 0),
     "two circles + 32 labels": ("two circles", 2, {}, 32),
 }
+#: The paper's named failure: without labels a mixture of two flows splits two rings into half-planes.
+FAILURE = {"two circles, no labels": ("two circles", 2, {}, 0)}
+
+#: The paper's choices, spelled out so that each row below can change one of them.
+_PAPER = {"init": "random", "depth": 8, "temperature_decay": 1e-3, "consistency": 0.0}
+ABLATION = [  # (row, estimator settings, TrainConfig fields the estimator has no setting for)
+    ("paper recipe", {"recipe": "paper"}, {}),
+    ("+ our start (auto / labels, q pre-fitted)", {**_PAPER, "init": "auto"}, {"q_hold_steps": 0, "keep_best": False}),
+    ("+ q held for 200 steps", {**_PAPER, "init": "auto"}, {"keep_best": False}),
+    # Best-state keeping changes nothing until the end of a fit, so one fit gives both rows: its last state,
+    # then the best one it kept.
+    (("+ consistency 5", "+ best validation state kept"), {**_PAPER, "init": "auto", "consistency": 5.0}, {}),
+    ("the default (also depth 4, no temperature)", {}, {}),
+]
+STARTS = ["kmeans", "spectral", "ward", "gmm", "labels"]  # partitions scored alone ("labels": label spreading)
+
+
+class Variant(VMoNF):
+    """``VMoNF`` with some :class:`~vmonf.train.TrainConfig` fields set: the ablation's steps that the
+    estimator has no setting for (the q hold, best-state keeping)."""
+
+    train_overrides: dict = {}
+
+    def _configs(self, dim: int):
+        model_cfg, train_cfg = super()._configs(dim)
+        return model_cfg, replace(train_cfg, **self.train_overrides)
 
 
 @functools.cache
@@ -44,8 +78,10 @@ def single_flow_hidden(k: int, depth: int = 4, hidden: int = 64) -> int:
         VMoNF(1, depth=depth, hidden=h, max_steps=0).fit(np.random.rand(20, 2)).model_.parameter_count() - target))
 
 
-def run_one(name: str, seed: int, steps: int) -> dict:
-    gen, k, params, n_lab = SETS[name]
+def problem(name: str, seed: int):
+    """Data set ``name`` for ``seed``: training points, their classes, the labels given (or ``None``), the
+    points scored (the unlabelled ones) and fresh test points from the same generator."""
+    gen, k, params, n_lab = {**SETS, **FAILURE}[name]
     n = 1024 + 2 * n_lab if n_lab else 1000
     x, y = make_toy(gen, n, seed=seed, **params)
     x_test, _ = make_toy(gen, 2000, seed=seed + 10_000, **params)
@@ -55,6 +91,62 @@ def run_one(name: str, seed: int, steps: int) -> dict:
         for c in range(k):
             labels[np.flatnonzero(y == c)[:n_lab]] = c
     eval_mask = labels < 0 if labels is not None else np.ones(len(y), bool)
+    return k, x, y, labels, eval_mask, x_test
+
+
+def ablation_one(name: str, seed: int, steps: int) -> dict:
+    """ARI (of the unlabelled points) and held-out log-likelihood of every ablation row, and the ARI of every
+    starting partition alone, for one data set and seed."""
+    k, x, y, labels, eval_mask, x_test = problem(name, seed)
+    out = {}
+    for row, settings, overrides in ABLATION:
+        est = Variant(k, max_steps=steps, seed=seed, **settings)
+        est.train_overrides = overrides
+        last = {}
+
+        def at_the_end(trainer, est=est, last=last):
+            if trainer.step_count >= steps:  # the kept fit's last step, before its best state is restored
+                with torch.no_grad():
+                    pred = trainer.model.responsibilities(torch.as_tensor(x)).argmax(1).numpy()
+                    ll = trainer.model.log_prob(torch.as_tensor(x_test)).numpy()
+                last["scores"] = (clustering_scores(y[eval_mask], pred[eval_mask])["ari"], float(np.median(ll)))
+
+        est.fit(x, labels, callback=at_the_end if isinstance(row, tuple) else None)
+        kept = (clustering_scores(y[eval_mask], est.predict(x)[eval_mask])["ari"],
+                float(np.median(est.score_samples(x_test))))
+        if isinstance(row, tuple):
+            out[row[0]], out[row[1]] = last["scores"], kept
+        else:
+            out[row] = kept
+    for method in STARTS:
+        if method != "labels" or labels is not None:
+            part = initial_partition(x, k, method, seed, labels)
+            out[f"start alone: {method}"] = (clustering_scores(y[eval_mask], part[eval_mask])["ari"], np.nan)
+    if labels is not None:  # a label-aware baseline that uses no unlabelled point
+        from sklearn.svm import SVC
+
+        pred = SVC().fit(x[~eval_mask], labels[~eval_mask]).predict(x[eval_mask])
+        out["classifier on the labelled points (RBF SVM)"] = (clustering_scores(y[eval_mask], pred)["ari"], np.nan)
+    return out
+
+
+def ablation(seeds: int, steps: int, sets: list[str]) -> None:
+    print(f"ablation: {seeds} seeds, {steps} steps; ARI median [seeds >= 0.95] and held-out log-likelihood "
+          "median (fresh points), per data set", flush=True)
+    for name in sets:
+        t0 = time.perf_counter()
+        runs = [ablation_one(name, seed, steps) for seed in range(seeds)]
+        print(f"\n{name} ({time.perf_counter() - t0:.0f} s)")
+        for row in runs[0]:
+            ari = np.array([r[row][0] for r in runs])
+            ll = np.array([r[row][1] for r in runs])
+            held = "" if np.isnan(ll).all() else f"   LL {np.median(ll):7.3f}"
+            print(f"  {row:<46} ARI {np.median(ari):.3f} [{int((ari >= 0.95).sum()):>2}/{len(ari)}]{held}"
+                  f"   per seed: {' '.join(f'{a:.2f}' for a in ari)}", flush=True)
+
+
+def run_one(name: str, seed: int, steps: int, recipe: str = "default", consistency: float | None = None) -> dict:
+    k, x, y, labels, eval_mask, x_test = problem(name, seed)
     reached: list[float] = []
     t0 = time.perf_counter()
 
@@ -65,7 +157,8 @@ def run_one(name: str, seed: int, steps: int) -> dict:
             if clustering_scores(y[eval_mask], pred[eval_mask])["ari"] >= 0.95:
                 reached.append(time.perf_counter() - t0)
 
-    est = VMoNF(k, max_steps=steps, seed=seed).fit(x, labels, callback=watch)
+    kw = {} if consistency is None else {"consistency": consistency}
+    est = VMoNF(k, max_steps=steps, seed=seed, recipe=recipe, **kw).fit(x, labels, callback=watch)
     seconds = time.perf_counter() - t0
     s = clustering_scores(y[eval_mask], est.predict(x)[eval_mask])
     ll = est.score_samples(x_test)
@@ -84,16 +177,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument("--sets", nargs="+", default=None, help=f"of {', '.join([*SETS, *FAILURE])}")
+    parser.add_argument("--recipe", choices=["default", "paper"], default="default")
+    parser.add_argument("--consistency", type=float, default=None, help="the consistency weight (default: the "
+                        "library's, 5); 0 is the paper's plain ELBO")
+    parser.add_argument("--ablation", action="store_true", help="the paper's recipe to the default, step by step")
     args = parser.parse_args()
     torch.set_num_threads(1)
     tune_process()  # what the worker and the CLI switch on
-    print(f"{args.seeds} seeds, {args.steps} steps, torch {torch.__version__}, 1 thread")
+    if args.ablation:
+        ablation(args.seeds, args.steps, args.sets or [*SETS, *FAILURE])
+        return
+    args.sets = args.sets or list(SETS)
+    print(f"{args.seeds} seeds, {args.steps} steps, recipe {args.recipe}"
+          + ("" if args.consistency is None else f", consistency {args.consistency:g}")
+          + f", torch {torch.__version__}, 1 thread")
     head = (f"{'data set':<24}{'ARI med':>8}{'ARI>=.95':>9}{'acc med':>8}{'NMI med':>8}{'t(ARI>=.95) s':>14}"
             f"{'LL mean':>9}{'LL med':>8} | {'GMM ARI':>8}{'GMM LL':>8}{'GMM med':>8} | {'1-flow LL':>10}{'med':>7}")
     print(head)
     for name in args.sets:
-        rows = [run_one(name, seed, args.steps) for seed in range(args.seeds)]
+        rows = [run_one(name, seed, args.steps, args.recipe, args.consistency) for seed in range(args.seeds)]
 
         def col(key, rows=rows):
             return np.array([r[key] for r in rows], dtype=float)
