@@ -41,7 +41,7 @@ if hasattr(signal, "SIGUSR1"):
 def _bound_the_shutdown(seconds: float = 5.0) -> None:
     """Give the server's open connections ``seconds`` to close when it stops, then close them. Streamlit runs
     uvicorn with no such limit, so one connection that never closed kept a stopped server (and its training
-    workers) alive: the SIGTERM browser test saw it in about 1 run in 10, only on a machine still warming up."""
+    workers) alive: the SIGTERM browser test saw it now and then, on a machine still warming up."""
     try:
         import uvicorn
     except ImportError:  # another server underneath: nothing to bound
@@ -343,12 +343,13 @@ LIVE_DIR = LIVE_ROOT / str(os.getpid())
 
 
 class LiveFeed:
-    """A live chart's frames as a file the browser fetches itself, rewritten whenever the job sends a frame.
+    """A live chart's frames as files the browser fetches itself, a new one whenever the job sends a frame.
 
     Through the page, every frame cost a rerun of the live panel: ~90 ms of the browser's time on top of
     drawing it, which on a 2-core machine came out of the training (docs/RESULTS.md, "Live feed"). Here the
-    job's relay thread builds each frame's figure (no Streamlit call) and writes it; the chart polls the file,
-    and the panel reruns only for the status line. The file's name is a random token, removed with the feed.
+    job's relay thread builds each frame's figure (no Streamlit call) and writes it; the chart polls the feed's
+    pointer file, and the panel reruns only for the status line. The files are named by a random token and
+    removed with the feed.
     """
 
     def __init__(self, every: float = 0.0) -> None:

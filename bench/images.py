@@ -35,7 +35,7 @@ from vmonf.perf import tune_process
 SETTINGS = {  # name: (data set, classes, K, labels per class)
     "digits (8x8), K=10": ("digits", None, 10, 0),
     "MNIST-5k, K=10": ("mnist", None, 10, 0),
-    "MNIST 0-4 (paper), K=5": ("mnist", [0, 1, 2, 3, 4], 5, 0),
+    "MNIST 0-4 (the paper's digits, not its setting), K=5": ("mnist", [0, 1, 2, 3, 4], 5, 0),
     "MNIST-5k, 10 labels/class": ("mnist", None, 10, 10),
 }
 

@@ -365,6 +365,6 @@ class Trainer:
             self.best_state = copy.deepcopy(self.model.state_dict())
 
     def restore_best(self) -> None:
-        """Load the state with the best validation log-likelihood seen, if any."""
+        """Load the best state seen (see :meth:`_consider`), if any."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
