@@ -281,7 +281,6 @@ export default function (component) {
     (async () => {
       let seen = null;
       while (el.isConnected && el.__vmonfFeed === feed) {
-        const began = performance.now();
         try {
           const r = await fetch(feed, { cache: "no-cache" });
           const n = r.ok ? (await r.text()).trim() : "";
@@ -293,10 +292,9 @@ export default function (component) {
             }
           }
         } catch (e) { seen = null; }  // not there yet, or cut off: fetch again
-        // The pause counts from the poll's start: the pointer, the frame and the drawing come out of it, so a
-        // chart still polls every `every` ms however long those took.
-        const pause = (el.__vmonfLive ? el.__vmonfEvery : 400) - (performance.now() - began);
-        await new Promise((ok) => setTimeout(ok, Math.max(pause, 10)));
+        // A full pause after each poll, however long it took: on a loaded server the polls space out by
+        // themselves (a pause counted from the poll's start had eight busy sessions polling back to back).
+        await new Promise((ok) => setTimeout(ok, el.__vmonfLive ? el.__vmonfEvery : 400));
       }
     })();
     return;
