@@ -772,6 +772,10 @@ def init_progress(snap: Snapshot | None) -> str:
     total = m.get("candidate_total", 1)
     which = f"{name} {m.get('candidate_index', 1)}/{total}" if total > 1 else name
     if stage == "partition":
+        if m.get("cut") is not None:
+            return (f"Choosing an initialisation: **{which}**, normalised cut {m['cut']:.3f}. Each candidate "
+                    "partition colours the points in turn; the one that cuts the fewest strong neighbour links "
+                    "is kept.")
         return f"Choosing an initialisation: **{which}**. Its starting partition colours the points; q(c|x) learns it."
     return (f"Choosing an initialisation: **{which}**, step {snap.step} of {m.get('init_steps', 0)}. Each candidate "
             "trains briefly and the one with the best held-out ELBO is kept.")
@@ -786,7 +790,11 @@ def init_summary(job: TrainingJob) -> str | None:
     text = f"Initialisation: **{INIT_LABELS.get(init, init)}**"
     if len(scores) > 1:
         others = ", ".join(f"{INIT_LABELS.get(n, n)} {v:.3f}" for n, v in scores.items() if n != init)
-        text += f", kept for its held-out ELBO {scores[init]:.3f} ({others})"
+        if job.info.get("init_criterion") == "elbo":
+            text += f", kept for its held-out ELBO {scores[init]:.3f} ({others})"
+        else:
+            text += (f", kept for the lowest normalised cut of the data's neighbourhood graph, {scores[init]:.3f} "
+                     f"({others})")
     for name, twin in (job.info.get("init_skipped") or {}).items():
         text += f"; {INIT_LABELS.get(name, name)} gave the same partition as {INIT_LABELS.get(twin, twin)}"
     return text + "."

@@ -421,3 +421,23 @@ def test_a_presenter_link_turns_the_display_options_on_and_the_replay_follows_th
     assert not plain.toggle(key="display_safe").value and not plain.toggle(key="display_present").value
     default = replay_colours(plain)
     assert default and not default & set(SAFE_PALETTE)
+
+
+def test_the_status_line_names_each_start_and_why_one_was_kept():
+    """While the start is chosen the status line names the candidate and its normalised cut; afterwards it
+    says which start was kept and by which rule, beside the others' scores."""
+    from types import SimpleNamespace
+
+    import ui
+
+    snap = SimpleNamespace(step=0, meta={"stage": "partition", "candidate": "local", "candidate_index": 3,
+                                         "candidate_total": 5, "cut": 0.021})
+    text = ui.init_progress(snap)
+    assert "local-scale spectral 3/5" in text and "0.021" in text
+    job = SimpleNamespace(info={"init": "local", "init_criterion": "cut", "init_skipped": {"ward": "local"},
+                                "init_scores": {"kmeans": 0.128, "local": 0.021}})
+    text = ui.init_summary(job)
+    assert text.startswith("Initialisation: **local-scale spectral**") and "normalised cut" in text
+    assert "k-means 0.128" in text and "Ward gave the same partition" in text
+    job.info["init_criterion"] = "elbo"
+    assert "held-out ELBO 0.021" in ui.init_summary(job)

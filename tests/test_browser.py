@@ -111,8 +111,8 @@ def parent_pid(pid: int) -> int:
 
 
 def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(server, browser):
-    """Before Start the chart already shows the points; after it, each candidate initialisation is shown
-    training (with its name in the title and the status line) before the kept one trains on."""
+    """Before Start the chart already shows the points; after it, the starting partitions are shown (with the
+    candidate's name in the title) before training, and the status line then says which one was kept and why."""
     url, _ = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
@@ -126,15 +126,13 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
         meta = run_meta(page)
         if meta.get("stage") and (not seen or seen[-1] != (meta["stage"], meta.get("candidate"))):
             seen.append((meta["stage"], meta.get("candidate")))
-        if page.get_by_text("Choosing an initialisation").count():
-            seen.append(("status line", None)) if ("status line", None) not in seen else None
-        time.sleep(0.05)
+        time.sleep(0.02)
     stages = [stage for stage, _ in seen]
-    assert "candidate" in stages and stages[-1] == "training", seen
-    assert stages.index("candidate") < stages.index("training")
-    assert {c for stage, c in seen if stage == "candidate"} <= {"kmeans", "spectral", "ward"}
-    assert ("status line", None) in seen, "the status line said which initialisation was being tried"
-    wait_until(lambda: page.get_by_text("Initialisation:").count(), timeout=30)  # and which one was kept
+    assert "partition" in stages and stages[-1] == "training", seen
+    assert stages.index("partition") < stages.index("training")
+    assert {c for stage, c in seen if stage == "partition"} <= {"kmeans", "spectral", "local", "ward", "gmm"}
+    # which one was kept, and why
+    wait_until(lambda: page.get_by_text("kept for the lowest normalised cut", exact=False).count(), timeout=30)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
 

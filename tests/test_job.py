@@ -163,10 +163,35 @@ def test_trainer_history_stays_bounded(monkeypatch):
     assert len(steps) <= 9 and steps[0] == 1 and steps[-1] == 40 and steps == sorted(steps)
 
 
+def test_the_cut_choice_shows_each_partition_and_trains_only_the_kept_start():
+    """With the default choice (normalised cut) each candidate partition is sent with its cut, no candidate
+    trains, and the recording opens with the kept start at step 0."""
+    job = TrainingJob(JobSpec(**{**SMALL, "train": {"init": "auto", "q_pretrain_steps": 20, "q_hold_steps": 20}}))
+    seen = []
+    job.subscribe(lambda snap: seen.append(dict(snap.meta)))
+    job.start()
+    try:
+        assert job.wait_for(lambda j: j.latest() is not None and j.latest().step >= 5, 90)
+        assert job.info["init_criterion"] == "cut"
+        scores = job.info["init_scores"]
+        kept = job.info["init"]
+        assert kept in scores and scores[kept] == min(scores.values()) and len(scores) >= 2
+        cuts = [m for m in seen if m.get("stage") == "partition" and "cut" in m]
+        assert {m["candidate"] for m in cuts} == set(scores)
+        assert not any(m.get("stage") == "candidate" for m in seen)  # nothing trained before the choice
+        assert job.timeline["data"] <= job.timeline["partition"] <= job.timeline["chosen"]
+        frames = job.recording.snapshot_list()
+        assert frames[0].step == 0 and frames[0].meta.get("init") == kept
+    finally:
+        job.stop()
+
+
 def test_the_start_is_shown_and_stop_while_choosing_keeps_a_model():
-    """The worker sends the data, each candidate initialisation's partition and training frames, and keeps
-    only the kept candidate's frames for the recording; Stop while it chooses still ends with a checkpoint."""
-    spec = {**SMALL, "train": {"init": "auto", "init_steps": 30, "q_pretrain_steps": 20, "q_hold_steps": 20}}
+    """With the ELBO choice the worker sends the data, each candidate initialisation's partition and training
+    frames, and keeps only the kept candidate's frames for the recording; Stop while it chooses still ends
+    with a checkpoint."""
+    spec = {**SMALL, "train": {"init": "auto", "start_choice": "elbo", "init_steps": 30, "q_pretrain_steps": 20,
+                               "q_hold_steps": 20}}
     job = started(**spec)
     try:
         assert job.wait_for(lambda j: j.latest() is not None and j.latest().meta.get("stage") == "training", 90)

@@ -90,7 +90,6 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--record-every must be 0 (about 100 frames) or a number of steps, got {args.record_every}.")
     every = args.record_every or max(1, args.steps // 100)
     report_every = max(args.steps // 10, 1)
-    choosing = used["init"] == "auto" and not args.labels and args.components > 1  # candidate starts come first
 
     def on_progress(trainer) -> None:
         step = trainer.step_count
@@ -102,7 +101,7 @@ def train(args: argparse.Namespace) -> dict:
                                  seed=args.seed)
             record_scores(history, snap)
             recording.append(snap)
-        if step // report_every not in printed and step > (trainer.config.init_steps if choosing else 0):
+        if step // report_every not in printed and step > 0:
             printed.add(step // report_every)
             row = history[-1] if history else (trainer.history[-1] if trainer.history else {})
             fit = f"fit {len(runs)}/{args.n_init}  " if args.n_init > 1 else ""

@@ -97,9 +97,12 @@ class VMoNF(DensityMixin, BaseEstimator):
         batch_size: points per training step.
         max_steps: training steps in all, including the ones that chose the start.
         lr: Adam learning rate.
-        init: starting partition: ``"auto"``, ``"kmeans"``, ``"gmm"`` (a full-covariance GaussianMixture's;
-            the best start on MNIST features, docs/RESULTS.md), ``"spectral"``, ``"ward"``, ``"labels"`` or
-            ``"random"``.
+        init: starting partition: ``"auto"`` (the candidate partition that cuts the data's neighbourhood
+            graph most cleanly, :func:`vmonf.starts.choose_start`), ``"kmeans"``, ``"gmm"`` (a
+            full-covariance GaussianMixture's; the best start on MNIST features, docs/RESULTS.md),
+            ``"spectral"``, ``"local"`` (spectral with local scaling), ``"ward"``, ``"labels"`` or ``"random"``.
+        start_choice: how ``init="auto"`` keeps a start: ``"cut"`` (the lowest normalised cut, no training) or
+            ``"elbo"`` (each candidate trains 150 steps, the best validation ELBO wins; the older rule).
         temperature_decay: the paper's decaying temperature on q's logits; 0 disables it.
         val_fraction: share of points held out to pick the best state (0 trains on everything).
         seed: seeds everything; results are deterministic on CPU.
@@ -137,7 +140,7 @@ class VMoNF(DensityMixin, BaseEstimator):
                  val_fraction: float = 0.1, seed: int = 0, device: str = "auto", depths: tuple[int, ...] | None = None,
                  share_weights: bool = False, consistency: float = 5.0, consistency_noise: float = 0.1,
                  consistency_flows: bool = True, prune_below: float = 0.0, weight_entropy: float = 0.0,
-                 n_init: int = 1, recipe: str = "default"):
+                 n_init: int = 1, recipe: str = "default", start_choice: str = "cut"):
         self.n_components, self.depth, self.hidden, self.flow = n_components, depth, hidden, flow
         self.learn_prior, self.batch_size, self.max_steps, self.lr = learn_prior, batch_size, max_steps, lr
         self.init, self.temperature_decay, self.label_weight = init, temperature_decay, label_weight
@@ -148,6 +151,7 @@ class VMoNF(DensityMixin, BaseEstimator):
         self.consistency_flows = consistency_flows
         self.n_init = n_init
         self.recipe = recipe
+        self.start_choice = start_choice
 
     # -- configuration ----------------------------------------------------------------------------
     def effective_params(self) -> dict:
@@ -171,7 +175,7 @@ class VMoNF(DensityMixin, BaseEstimator):
                          init_steps=min(TrainConfig.init_steps, max(self.max_steps, 0)), consistency=p["consistency"],
                          consistency_noise=self.consistency_noise, consistency_flows=self.consistency_flows,
                          prune_below=self.prune_below, weight_entropy=self.weight_entropy,
-                         keep_best=self.recipe != "paper")
+                         keep_best=self.recipe != "paper", start_choice=self.start_choice)
         mc.validate()
         tc.validate()
         if self.max_steps < 0:
@@ -221,7 +225,8 @@ class VMoNF(DensityMixin, BaseEstimator):
         self.trainer_ = trainer
         self.restart_scores_ = scores  # mean log-likelihood of X per restart; the best one was kept
         self.init_ = result.init_method
-        self.init_scores_ = result.candidates
+        self.init_scores_ = result.candidates  # per candidate start: its normalised cut (see init_criterion_)
+        self.init_criterion_ = result.criterion
         self.n_iter_ = trainer.step_count
         self.history_ = trainer.history
         self.n_features_in_ = d

@@ -20,7 +20,8 @@ from vmonf.perf import flushing_denormals
 #: Evaluation rows a Trainer keeps (even); beyond it every second one is dropped (a long app run grew ~15 MB/h).
 MAX_HISTORY = 10_000
 
-InitMethod = Literal["auto", "kmeans", "gmm", "spectral", "ward", "labels", "random"]
+InitMethod = Literal["auto", "kmeans", "gmm", "spectral", "local", "ward", "labels", "random"]
+StartChoice = Literal["cut", "elbo"]
 
 
 class DivergenceError(ValueError):
@@ -35,7 +36,12 @@ class TrainConfig:
     batch_size: int = 512  # points per step (capped at the data size)
     seed: int = 0  # seeds initialisation, mini-batches and the k-means start
     init: InitMethod = "auto"  # how components start; see :func:`vmonf.starts.initial_partition`
-    init_steps: int = 150  # auto: steps each candidate start trains before the best is kept
+    # How auto picks among its candidate partitions: "cut", the one that cuts the data's neighbourhood graph
+    # most cleanly (no training, ~0.1 s); "elbo", each trains init_steps steps and the best validation ELBO
+    # is kept (the older rule: ~10 s in the app, and it prefers compact parts that cut through curved
+    # clusters; docs/RESULTS.md, "Choosing the initialisation").
+    start_choice: StartChoice = "cut"
+    init_steps: int = 150  # start_choice "elbo": steps each candidate start trains before the best is kept
     q_pretrain_steps: int = 200  # steps that fit q(c|x) to the starting partition
     q_hold_steps: int = 200  # first steps train the flows with q held at that partition (see Trainer.step)
     # The paper's T = exp(-rate * step) on q's logits; 0 disables. Evaluation (curves, frames, the probe)
@@ -72,6 +78,9 @@ class TrainConfig:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
         if self.init not in get_args(InitMethod):
             raise ValueError(f"init must be one of {', '.join(get_args(InitMethod))}; got {self.init!r}.")
+        if self.start_choice not in get_args(StartChoice):
+            raise ValueError(f"start_choice must be one of {', '.join(get_args(StartChoice))}; "
+                             f"got {self.start_choice!r}.")
         if min(self.consistency, self.consistency_noise, self.weight_entropy) < 0:
             raise ValueError("consistency, consistency_noise and weight_entropy must be 0 or more.")
         if not 0 <= self.prune_below < 1:

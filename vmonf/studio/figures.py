@@ -58,8 +58,8 @@ UNASSIGNED = "rgba(90,90,90,0.55)"
 
 
 #: How the initialisation methods (``TrainConfig.init``) are named for people.
-INIT_LABELS = {"kmeans": "k-means", "spectral": "spectral", "ward": "Ward", "gmm": "Gaussian mixture",
-               "labels": "label spreading", "random": "random", "auto": "automatic"}
+INIT_LABELS = {"kmeans": "k-means", "spectral": "spectral", "local": "local-scale spectral", "ward": "Ward",
+               "gmm": "Gaussian mixture", "labels": "label spreading", "random": "random", "auto": "automatic"}
 
 
 def stage_label(meta) -> str | None:
@@ -70,7 +70,8 @@ def stage_label(meta) -> str | None:
     if stage == "data":
         return "the data"
     if stage == "partition":
-        return f"starting partition: {which}"
+        cut = meta.get("cut")
+        return f"starting partition: {which}" + (f" · normalised cut {cut:.3f}" if cut is not None else "")
     if stage == "candidate":
         return f"trying initialisation {which}"
     return None

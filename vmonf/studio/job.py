@@ -410,14 +410,13 @@ class TrainingJob:
             frames.append((seconds, snap))
             del frames[: -self.recording.max_frames]
         elif stage == "training":
-            if self._candidates:  # the first frame after the choice names the kept initialisation
+            self._mark("chosen")  # the first frame after the choice names the kept initialisation
+            if self._candidates:
                 self._keep_candidate(snap.meta.get("init", ""))
             self._record(seconds, snap)
 
     def _keep_candidate(self, name: str) -> None:
         """The worker kept initialisation ``name``: its frames open the recording, the others are dropped."""
-        if self._candidates:
-            self._mark("chosen")
         for seconds, snap in self._candidates.pop(name, []):
             self._record(seconds, snap)
         self._candidates.clear()

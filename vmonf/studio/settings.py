@@ -85,10 +85,10 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in [
             "Semi-supervised mode: reveal this many true labels per cluster (0 = unsupervised).", 0, low=0, high=64,
             query="labels", target="labelled_per_class", cli="--labels"),
     Setting("init", "initialisation",
-            "How the components start before training. auto tries the k-means, spectral and Ward partitions, "
-            "trains each briefly (you see it happen) and keeps the best held-out ELBO; gmm is a Gaussian "
-            "mixture's partition; random is the paper's plain start.", "auto", kind=str,
-            choices=("auto", "kmeans", "spectral", "ward", "gmm", "random"), widget="selectbox", query="init",
+            "How the components start before training. auto makes the k-means, spectral, local-scale spectral, "
+            "Ward and Gaussian-mixture partitions (you see each) and keeps the one that cuts the fewest strong "
+            "links between neighbouring points; random is the paper's plain start.", "auto", kind=str,
+            choices=("auto", "kmeans", "spectral", "local", "ward", "gmm", "random"), widget="selectbox", query="init",
             target="train.init", cli="--init"),
     Setting("steps", "stop after (steps)",
             "Training pauses at this step; Resume goes on. 0 = train until you press Stop.", 0, low=0, high=20_000,

@@ -456,6 +456,7 @@ class Session:
         self.finish_at = spec.max_steps
         self.trainer = None
         self.init_method, self.init_scores, self.init_skipped = "", {}, {}
+        self.init_criterion = ""  # what init_scores holds: "cut", "elbo" or "" (see FitResult)
         self._last_snap = self._window_t = time.perf_counter()
         self._window_steps, self._snap_cost = 0, 0.0
 
@@ -511,7 +512,8 @@ class Session:
         train_rows, _ = split_indices(len(x), config.seed, spec.val_fraction)  # the split start_training made
         self.track_rows(train_rows)
         self.init_method, self.init_scores, self.init_skipped = result.init_method, result.candidates, result.skipped
-        if result.candidates:  # the kept candidate's curves go on
+        self.init_criterion = result.criterion
+        if result.criterion == "elbo":  # the kept candidate's curves go on
             self.history_key = self.init_method
 
     def track_rows(self, train_rows) -> None:
@@ -595,15 +597,22 @@ class Session:
         from vmonf.studio.capture import data_snapshot
 
         several = ev.total > 1
+        training = several and ev.trainer is not None  # the ELBO rule trains each candidate; the cut rule none
         self.candidate = {"candidate": ev.candidate, "candidate_index": ev.index, "candidate_total": ev.total,
-                          "init_steps": ev.trainer.config.init_steps if several else 0}
+                          "init_steps": ev.trainer.config.init_steps if training else 0}
         if ev.stage == "partition":
             self.stage = "partition"
+            if ev.score is not None:
+                self.candidate["cut"] = ev.score
             if self.view.grid_x is not None:
                 self.send(data_snapshot(self.view, self.spec.n_components, self.meta(0),
                                         assign=ev.partition[self.view.index]))
-            self.event(S.INITIALIZING, message=f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): fitting q(c|x) "
-                                               "to its partition…")
+            if ev.score is not None:
+                message = (f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): normalised cut {ev.score:.3f} "
+                           "(the lowest is kept)")
+            else:
+                message = f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): fitting q(c|x) to its partition…"
+            self.event(S.INITIALIZING, message=message)
             return self.poll_stop()
         if not several:
             return self.poll_stop()  # the one start: run() shows it from step 0
@@ -751,6 +760,7 @@ class Session:
 
         self.stage, self.candidate = "training", {}
         self.announce(S.RUNNING, init=self.init_method, device=self.device_name, init_scores=self.init_scores,
+                      init_criterion=self.init_criterion,
                       init_skipped=self.init_skipped)
         while True:
             cmd = self.next_command()
