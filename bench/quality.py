@@ -6,7 +6,7 @@ Prints ARI/NMI on the training points, held-out log-likelihood (mean and median,
 from the same generator) and the seconds VMoNF took to first reach ARI >= 0.95.
 
     python bench/quality.py [--seeds 10] [--steps 1500] [--recipe paper] [--consistency 0]
-    python bench/quality.py --ablation [--seeds 10]
+    python bench/quality.py --ablation [--seeds 10] [--rows start default ...]
 
 ``--recipe paper`` runs the method as published (``vmonf.PAPER_RECIPE``) in place of the defaults.
 ``--ablation`` goes from the paper's recipe to the default one step at a time (each row adds one thing to
@@ -55,8 +55,11 @@ ABLATION = [  # (row, estimator settings, TrainConfig fields the estimator has n
     # then the best one it kept.
     (("+ consistency 5", "+ best validation state kept"), {**_PAPER, "init": "auto", "consistency": 5.0}, {}),
     ("the default (also depth 4, no temperature)", {}, {}),
+    # Not a step: the default with the older rule for choosing its start (each candidate trains 150 steps and
+    # the best validation ELBO is kept), beside the default's normalised cut.
+    ("the default, start chosen by ELBO", {"start_choice": "elbo"}, {}),
 ]
-STARTS = ["kmeans", "spectral", "ward", "gmm", "labels"]  # partitions scored alone ("labels": label spreading)
+STARTS = ["kmeans", "spectral", "local", "ward", "gmm", "labels"]  # partitions scored alone ("labels": label spreading)
 
 
 class Variant(VMoNF):
@@ -94,13 +97,20 @@ def problem(name: str, seed: int):
     return k, x, y, labels, eval_mask, x_test
 
 
-def ablation_one(name: str, seed: int, steps: int) -> dict:
-    """ARI (of the unlabelled points) and held-out log-likelihood of every ablation row, and the ARI of every
-    starting partition alone, for one data set and seed."""
+#: Estimator settings every fit of this run gets unless its row says otherwise (``--start-choice``).
+COMMON: dict = {}
+
+
+def ablation_one(name: str, seed: int, steps: int, only: list[str] | None = None) -> dict:
+    """ARI (of the unlabelled points) and held-out log-likelihood of every ablation row (or of the rows whose
+    name contains one of ``only``), and the ARI of every starting partition alone, for one data set and seed."""
     k, x, y, labels, eval_mask, x_test = problem(name, seed)
     out = {}
     for row, settings, overrides in ABLATION:
-        est = Variant(k, max_steps=steps, seed=seed, **settings)
+        names = row if isinstance(row, tuple) else (row,)
+        if only and not any(o in n for o in only for n in names):
+            continue
+        est = Variant(k, max_steps=steps, seed=seed, **{**COMMON, **settings})
         est.train_overrides = overrides
         last = {}
 
@@ -130,12 +140,13 @@ def ablation_one(name: str, seed: int, steps: int) -> dict:
     return out
 
 
-def ablation(seeds: int, steps: int, sets: list[str]) -> None:
-    print(f"ablation: {seeds} seeds, {steps} steps; ARI median [seeds >= 0.95] and held-out log-likelihood "
+def ablation(seeds: int, steps: int, sets: list[str], only: list[str] | None = None) -> None:
+    print(f"ablation: {seeds} seeds, {steps} steps, start chosen by {COMMON.get('start_choice', 'cut')}; "
+          "ARI median [seeds >= 0.95] and held-out log-likelihood "
           "median (fresh points), per data set", flush=True)
     for name in sets:
         t0 = time.perf_counter()
-        runs = [ablation_one(name, seed, steps) for seed in range(seeds)]
+        runs = [ablation_one(name, seed, steps, only) for seed in range(seeds)]
         print(f"\n{name} ({time.perf_counter() - t0:.0f} s)")
         for row in runs[0]:
             ari = np.array([r[row][0] for r in runs])
@@ -158,7 +169,7 @@ def run_one(name: str, seed: int, steps: int, recipe: str = "default", consisten
                 reached.append(time.perf_counter() - t0)
 
     kw = {} if consistency is None else {"consistency": consistency}
-    est = VMoNF(k, max_steps=steps, seed=seed, recipe=recipe, **kw).fit(x, labels, callback=watch)
+    est = VMoNF(k, max_steps=steps, seed=seed, recipe=recipe, **COMMON, **kw).fit(x, labels, callback=watch)
     seconds = time.perf_counter() - t0
     s = clustering_scores(y[eval_mask], est.predict(x)[eval_mask])
     ll = est.score_samples(x_test)
@@ -182,14 +193,24 @@ def main() -> None:
     parser.add_argument("--consistency", type=float, default=None, help="the consistency weight (default: the "
                         "library's, 5); 0 is the paper's plain ELBO")
     parser.add_argument("--ablation", action="store_true", help="the paper's recipe to the default, step by step")
+    parser.add_argument("--rows", nargs="+", default=None, help="with --ablation: only the rows whose name contains "
+                        "one of these (the starting partitions alone are always scored)")
+    parser.add_argument("--start-choice", choices=["cut", "elbo"], default="cut", help="how init='auto' keeps "
+                        "its start: the normalised cut (the default) or the older ELBO rule (VMoNF(start_choice=...))")
+    parser.add_argument("--learn-prior", action=argparse.BooleanOptionalAction, default=None,
+                        help="learn the mixture weights pi, or keep them uniform (default: the library's)")
     args = parser.parse_args()
+    COMMON["start_choice"] = args.start_choice
+    if args.learn_prior is not None:
+        COMMON["learn_prior"] = args.learn_prior
     torch.set_num_threads(1)
     tune_process()  # what the worker and the CLI switch on
     if args.ablation:
-        ablation(args.seeds, args.steps, args.sets or [*SETS, *FAILURE])
+        ablation(args.seeds, args.steps, args.sets or [*SETS, *FAILURE], args.rows)
         return
     args.sets = args.sets or list(SETS)
-    print(f"{args.seeds} seeds, {args.steps} steps, recipe {args.recipe}"
+    print(f"{args.seeds} seeds, {args.steps} steps, recipe {args.recipe}, start chosen by {args.start_choice}"
+          + ("" if args.learn_prior is None else f", learn_prior {args.learn_prior}")
           + ("" if args.consistency is None else f", consistency {args.consistency:g}")
           + f", torch {torch.__version__}, 1 thread")
     head = (f"{'data set':<24}{'ARI med':>8}{'ARI>=.95':>9}{'acc med':>8}{'NMI med':>8}{'t(ARI>=.95) s':>14}"
