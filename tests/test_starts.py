@@ -59,3 +59,21 @@ def test_the_elbo_rule_still_trains_each_candidate():
     assert set(result.candidates) | set(result.skipped) == {"kmeans", "spectral", "ward"}
     with pytest.raises(ValueError, match="start_choice"):
         TrainConfig(start_choice="best").validate()
+
+
+def test_a_candidate_that_cannot_be_made_is_left_out(monkeypatch):
+    """A Gaussian mixture of 784 pixels has singular covariances: the automatic start goes on without it."""
+    import vmonf.starts as starts
+
+    real = starts.initial_partition
+
+    def failing(x, k, method, seed, y=None):
+        if method == "gmm":
+            raise ValueError("ill-defined empirical covariance")
+        return real(x, k, method, seed, y)
+
+    monkeypatch.setattr(starts, "initial_partition", failing)
+    x, _ = make_toy("moons", 300, seed=0)
+    result = start_training(x.astype(np.float32), None, ModelConfig(2, 2, depth=2, hidden=8),
+                            TrainConfig(q_pretrain_steps=5), device=torch.device("cpu"))
+    assert "gmm" not in result.candidates and len(result.candidates) >= 2

@@ -200,7 +200,14 @@ def _distinct_partitions(x_np: np.ndarray, k: int, config: TrainConfig, candidat
 
     def distinct():
         for index, name in enumerate(candidates, 1):
-            partition = initial_partition(x_np, k, name, config.seed)
+            try:
+                partition = initial_partition(x_np, k, name, config.seed)
+            except (ValueError, np.linalg.LinAlgError):
+                # One candidate cannot be made (a Gaussian mixture's covariance is singular on 784 pixels);
+                # the others still can. With none at all, the caller's error says so.
+                if name == candidates[-1] and not partitions:
+                    raise
+                continue
             twin = next((o for o, p in partitions.items() if adjusted_rand_score(p, partition) >= DUPLICATE_ARI), None)
             if twin is not None:
                 skipped[name] = twin
