@@ -24,7 +24,7 @@ from vmonf.devices import resolve_device
 from vmonf.flows import FlowType
 from vmonf.model import ModelConfig, VMoNFModel
 from vmonf.starts import start_training
-from vmonf.train import InitMethod, TrainConfig, chunked
+from vmonf.train import InitMethod, StartChoice, TrainConfig, chunked
 
 __all__ = ["PAPER_RECIPE", "RECIPES", "VMoNF"]
 
@@ -140,7 +140,7 @@ class VMoNF(DensityMixin, BaseEstimator):
                  val_fraction: float = 0.1, seed: int = 0, device: str = "auto", depths: tuple[int, ...] | None = None,
                  share_weights: bool = False, consistency: float = 5.0, consistency_noise: float = 0.1,
                  consistency_flows: bool = True, prune_below: float = 0.0, weight_entropy: float = 0.0,
-                 n_init: int = 1, recipe: str = "default", start_choice: str = "cut"):
+                 n_init: int = 1, recipe: str = "default", start_choice: StartChoice = "cut"):
         self.n_components, self.depth, self.hidden, self.flow = n_components, depth, hidden, flow
         self.learn_prior, self.batch_size, self.max_steps, self.lr = learn_prior, batch_size, max_steps, lr
         self.init, self.temperature_decay, self.label_weight = init, temperature_decay, label_weight
@@ -225,7 +225,7 @@ class VMoNF(DensityMixin, BaseEstimator):
         self.trainer_ = trainer
         self.restart_scores_ = scores  # mean log-likelihood of X per restart; the best one was kept
         self.init_ = result.init_method
-        self.init_scores_ = result.candidates  # per candidate start: its normalised cut (see init_criterion_)
+        self.init_scores_ = result.candidates  # per candidate start: its cut or its ELBO (init_criterion_ says)
         self.init_criterion_ = result.criterion
         self.n_iter_ = trainer.step_count
         self.history_ = trainer.history
