@@ -218,16 +218,25 @@ def _distinct_partitions(x_np: np.ndarray, k: int, config: TrainConfig, candidat
     return distinct(), skipped
 
 
-def _choose_by_cut(make_trainer, x_np, k, config, candidates, notify) -> FitResult:
+def scored_partitions(x_np: np.ndarray, k: int, config: TrainConfig, candidates: list[str]):
+    """``(index, name, partition, cut)`` for each distinct candidate as it is made, ``cut`` its
+    :func:`normalized_cut` on :func:`local_affinity`; and the ``skipped`` dict of twins. The cut rule keeps
+    the first with the lowest cut (``bench/starts.py`` scores the same way)."""
     affinity = local_affinity(x_np)
+    distinct, skipped = _distinct_partitions(x_np, k, config, candidates)
+    return ((index, name, partition, normalized_cut(affinity, partition, k))
+            for index, name, partition in distinct), skipped
+
+
+def _choose_by_cut(make_trainer, x_np, k, config, candidates, notify) -> FitResult:
     scores: dict[str, float] = {}
     kept: tuple[str, np.ndarray] | None = None
-    distinct, skipped = _distinct_partitions(x_np, k, config, candidates)
-    for index, name, partition in distinct:
-        scores[name] = normalized_cut(affinity, partition, k)
-        if kept is None or scores[name] < scores[kept[0]]:
+    scored, skipped = scored_partitions(x_np, k, config, candidates)
+    for index, name, partition, cut in scored:
+        scores[name] = cut
+        if kept is None or cut < scores[kept[0]]:
             kept = name, partition
-        if notify("partition", name, index, None, partition=partition, score=scores[name]):
+        if notify("partition", name, index, None, partition=partition, score=cut):
             break
     name, partition = kept
     trainer = make_trainer()
