@@ -59,6 +59,29 @@ def test_packed_round_trips():
     np.testing.assert_array_equal(np.frombuffer(base64.b64decode(spec["bdata"]), np.float32).reshape(2, 3), a)
 
 
+def test_canvas_points_carry_every_point_its_colour_and_opacity_least_sure_first():
+    import base64
+
+    pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], dtype=np.float32)
+    out = figures.canvas_points(pts, np.array([1, -1, 0]), np.array([0.9, 0.2, 0.5]))
+    xy = np.frombuffer(base64.b64decode(out["xy"]), np.float32).reshape(-1, 2)
+    rgba = np.frombuffer(base64.b64decode(out["rgba"]), np.uint8).reshape(-1, 4)
+    assert out["n"] == 3
+    np.testing.assert_array_equal(xy, pts[[1, 2, 0]])  # opacity 0.2, 0.5, 0.9: the surest drawn last
+    rgb = [tuple(int(figures.PALETTE[k][i:i + 2], 16) for i in (1, 3, 5)) for k in (0, 1)]
+    assert [tuple(c) for c in rgba[:, :3]] == [(90, 90, 90), *rgb]
+    np.testing.assert_array_equal(rgba[:, 3], [51, 128, 230])
+
+
+def test_live_points_leave_the_traces(frames):
+    live = figures.density_spec(frames[1], raster_points=True)
+    still = figures.density_spec(frames[1])
+    labelled = frames[1].get("labelled")
+    assert live["points"]["n"] == len(frames[1].get("points")) - (0 if labelled is None else int(labelled.sum()))
+    assert "points" not in [t.get("name") for t in live["data"]] and "points" in [t.get("name") for t in still["data"]]
+    assert "points" not in still
+
+
 def test_image_figures_need_image_snapshots(frames):
     with pytest.raises(ValueError, match="image"):
         figures.image_grid_figure(frames[0])
@@ -181,8 +204,8 @@ def test_figures_take_the_palette_everywhere(frames):
     assert legend == figures.SAFE_PALETTE[:2]
     plain = figures.density_spec(f, background="q")
     assert safe["layout"]["images"][0]["source"] != plain["layout"]["images"][0]["source"]
-    raster = figures.density_spec(f, palette="safe", raster_points=True)["layout"]["images"][-1]["source"]
-    assert raster != figures.density_spec(f, raster_points=True)["layout"]["images"][-1]["source"]
+    raster = figures.density_spec(f, palette="safe", raster_points=True)["points"]["rgba"]
+    assert raster != figures.density_spec(f, raster_points=True)["points"]["rgba"]
     pis = [t["line"]["color"] for t in figures.curves_spec(f, palette="safe")["data"] if t["name"].startswith("π")]
     assert pis == figures.SAFE_PALETTE[:2]
 

@@ -109,9 +109,10 @@ def density_spec(
     or of the exact posterior p(c|x) instead, paler where it is less sure. ``warp=k`` draws a square
     grid of the base space as component k's flow bends it into data space.
 
-    ``raster_points`` draws the unlabelled points into one image (:func:`points_image`) instead of an SVG
-    trace: the live chart's choice, since a 1,000-point trace was two thirds of the browser's time per
-    update; replay and export keep the vector points. ``palette`` names one of :data:`PALETTES`.
+    ``raster_points`` leaves the unlabelled points out of the traces and puts them in the figure's ``"points"``
+    (:func:`canvas_points`), which only the live chart draws, on a canvas: a 1,000-point SVG trace was two thirds
+    of the browser's time per update. Replay and export keep the vector points. ``palette`` names one of
+    :data:`PALETTES`.
     """
     pal = PALETTES[palette]
     gx, gy = snap.get("grid_x"), snap.get("grid_y")
@@ -150,11 +151,7 @@ def density_spec(
         free = np.ones(len(pts), bool) if labelled is None else ~labelled
         alpha = np.clip(conf, 0.15, 1.0)
         if raster_points:
-            image = points_image(pts[free], assign[free], alpha[free], gx, gy, palette=pal)
-            point_layer = dict(source=image, xref="x", yref="y",
-                               x=float(gx[0]), y=float(gy[-1]), sizex=float(gx[-1] - gx[0]),
-                               sizey=float(gy[-1] - gy[0]), sizing="stretch", layer="above", xanchor="left",
-                               yanchor="top")
+            point_layer = canvas_points(pts[free], assign[free], alpha[free], palette=pal)
         else:
             traces.append(dict(
                 type="scatter", x=packed(pts[free, 0]), y=packed(pts[free, 1]), mode="markers", showlegend=False,
@@ -201,12 +198,13 @@ def density_spec(
         layout["images"] = [posterior_image(snap, background, pal)]
         layout["title"]["text"] = (title or _title(snap, "variational posterior q(c|x)" if background == "q"
                                                    else "exact posterior p(c|x)"))
+    fig = dict(data=traces, layout=layout)
     if point_layer is not None:
-        layout["images"] = [*layout.get("images", []), point_layer]
-    return dict(data=traces, layout=layout)
+        fig["points"] = point_layer  # not Plotly's: the live chart's JavaScript draws them (canvas_points)
+    return fig
 
 
-#: Colour of unassigned points in :func:`points_image` (RGB; their opacity is the alpha given).
+#: Colour of unassigned points on the live chart's canvas (RGB; their opacity is the alpha given).
 _UNASSIGNED_RGB = (90, 90, 90)
 
 
@@ -234,46 +232,26 @@ def given_labels_trace(snap: Snapshot, given: dict[int, int], palette: str = "de
                        "line": {"color": "black", "width": 1.5}}}
 
 
-def _disc(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel offsets ``(dx, dy)`` of a disc of ``radius`` and each one's coverage (anti-aliased edge)."""
-    reach = int(np.ceil(radius))
-    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
-    cover = np.clip(radius + 0.5 - np.hypot(dx, dy), 0.0, 1.0)
-    keep = cover > 0
-    return dx[keep], dy[keep], cover[keep]
+def canvas_points(points: np.ndarray, assign: np.ndarray, alpha: np.ndarray, *,
+                  palette: list[str] = PALETTE) -> dict:
+    """The points for the live chart's own canvas: ``{"n", "xy", "rgba"}``, base64 of float32 ``(n, 2)``
+    coordinates and of uint8 ``(n, 4)`` colours (component ``assign[i]``'s colour, grey when negative, with
+    opacity ``alpha[i]``), least sure first, so the sure ones are drawn on top.
 
-
-def points_image(points: np.ndarray, assign: np.ndarray, alpha: np.ndarray, gx: np.ndarray, gy: np.ndarray, *,
-                 max_side: int = 520, radius: float = 2.2, palette: list[str] = PALETTE) -> str:
-    """The points as discs in one transparent PNG spanning the grid ``gx`` x ``gy``, as a data URL.
-
-    Point ``i`` has component ``assign[i]``'s colour (grey when negative) and opacity ``alpha[i]``; where discs
-    overlap, the more opaque one shows. Stamped for all points at once, one disc pixel at a time (~5 ms for
-    1,000 points with the PNG encoding, where a Plotly SVG trace cost the browser ~60 ms per update).
+    The chart's JavaScript draws them over the plot area after each update and again when the view is zoomed
+    or panned. As a PNG layout image they cost the server ~9 ms a frame to encode and the browser a decode and
+    a raster of the whole image; as an SVG trace ~60 ms of the browser per update (docs/RESULTS.md,
+    "The live loop").
     """
-    import io
-
-    from PIL import Image
-
-    x0, x1, y0, y1 = float(gx[0]), float(gx[-1]), float(gy[0]), float(gy[-1])
-    scale = max_side / max(x1 - x0, y1 - y0)
-    w, h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
-    cx = np.floor((points[:, 0] - x0) * scale).astype(np.int64)
-    cy = np.floor((y1 - points[:, 1]) * scale).astype(np.int64)  # image rows run top-down
+    order = np.argsort(alpha, kind="stable")
     table = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in palette] + [_UNASSIGNED_RGB], dtype=np.uint8)
-    rgb = table[np.where(assign >= 0, assign % len(palette), len(palette))]
-    pixels = np.zeros((h * w, 4), dtype=np.uint8)
-    for dx, dy, cover in zip(*_disc(radius), strict=True):
-        ix, iy = cx + dx, cy + dy
-        on = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
-        idx = iy[on] * w + ix[on]
-        a = (alpha[on] * (255 * cover) + 0.5).astype(np.uint8)
-        wins = a >= pixels[idx, 3]
-        pixels[idx[wins], :3] = rgb[on][wins]
-        pixels[idx[wins], 3] = a[wins]
-    buf = io.BytesIO()
-    Image.fromarray(pixels.reshape(h, w, 4), "RGBA").save(buf, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    a = np.asarray(assign)[order]
+    rgba = np.empty((len(order), 4), dtype=np.uint8)
+    rgba[:, :3] = table[np.where(a >= 0, a % len(palette), len(palette))]
+    rgba[:, 3] = np.clip(np.asarray(alpha, dtype=np.float64)[order] * 255 + 0.5, 0, 255).astype(np.uint8)
+    xy = np.ascontiguousarray(np.asarray(points, dtype=np.float32)[order])
+    return {"n": len(order), "xy": base64.b64encode(xy.tobytes()).decode("ascii"),
+            "rgba": base64.b64encode(rgba.tobytes()).decode("ascii")}
 
 
 def posterior_image(snap: Snapshot, which: str, palette: list[str] = PALETTE) -> dict:
