@@ -143,6 +143,95 @@ export default function (component) {
       }
     });
   }
+  const paintPoints = (ranges) => {
+    // The points (figures.canvas_points) on a canvas over the plot area, between Plotly's plot layer and its
+    // hover layer, mapped through the axes as they are now (or as a pan in progress has them: ``ranges``).
+    const P = el.__vmonfPoints, L = el._fullLayout;
+    let cv = el.querySelector("canvas.vmonf-points");
+    const plot = el.querySelector(".svg-container > svg.main-svg");
+    if (!P || !L || !L.xaxis || !L.yaxis || !plot) { if (cv) { cv.style.display = "none"; } return; }
+    if (!cv) {
+      cv = document.createElement("canvas");
+      cv.className = "vmonf-points";
+      cv.style.cssText = "position:absolute;pointer-events:none";
+    }
+    if (cv.previousElementSibling !== plot) { plot.after(cv); }
+    if (!P.decoded) {
+      const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      P.decoded = { xy: new Float32Array(bytes(P.xy).buffer), rgba: bytes(P.rgba) };
+    }
+    const xa = L.xaxis, ya = L.yaxis, w = xa._length, h = ya._length, dpr = window.devicePixelRatio || 1;
+    Object.assign(cv.style, { left: xa._offset + "px", top: ya._offset + "px", width: w + "px", height: h + "px",
+                              display: "" });
+    if (cv.width !== Math.round(w * dpr) || cv.height !== Math.round(h * dpr)) {
+      cv.width = Math.round(w * dpr);
+      cv.height = Math.round(h * dpr);
+    }
+    const ctx = cv.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    const [x0, x1] = (ranges && ranges.x) || xa.range, [y0, y1] = (ranges && ranges.y) || ya.range;
+    const sx = w / (x1 - x0), sy = h / (y1 - y0), { xy, rgba } = P.decoded, r = 2.4;
+    let fill = -1;
+    for (let i = 0; i < P.n; i++) {
+      const px = (xy[2 * i] - x0) * sx, py = (y1 - xy[2 * i + 1]) * sy;
+      if (px < -r || py < -r || px > w + r || py > h + r) { continue; }
+      const c = (rgba[4 * i] << 16) | (rgba[4 * i + 1] << 8) | rgba[4 * i + 2];
+      if (c !== fill) { fill = c; ctx.fillStyle = `rgb(${rgba[4 * i]},${rgba[4 * i + 1]},${rgba[4 * i + 2]})`; }
+      ctx.globalAlpha = rgba[4 * i + 3] / 255;
+      ctx.beginPath();
+      ctx.arc(px, py, r, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+    ctx.globalAlpha = 1;
+  };
+  const hex = (c) => (/^#[0-9a-f]{6}$/i.test(c) ? [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)) : null);
+  const quickKey = (fig) => {
+    // A frame that differs from the last one Plotly drew only in the heatmap's values, the title and meta can be
+    // drawn without Plotly (quickDraw); anything else (warp lines, samples, the posterior view, a slider, a new
+    // legend) goes through Plotly.react. null: never quick.
+    const hm = fig.data && fig.data[0], title = fig.layout && fig.layout.title;
+    if (!hm || hm.type !== "heatmap" || hm.opacity === 0 || !hm.z || !hm.z.bdata || !hm.z.shape ||
+        !Array.isArray(hm.colorscale) || !hm.colorscale.every((s) => hex(s[1])) || fig.layout.sliders ||
+        (title && /[<&]/.test(title.text || ""))) { return null; }
+    return JSON.stringify([{ ...hm, z: null, zmin: null, zmax: null }, fig.data.slice(1),
+                           { ...fig.layout, title: { ...title, text: null }, meta: null }]);
+  };
+  const quickDraw = (fig) => {
+    // The heatmap's picture drawn here into the <image> Plotly made for it (a zsmooth-free heatmap on a regular
+    // grid is one pixel per cell, scaled by the browser), and the title's text set in place; Plotly.react per
+    // frame was most of this page's time in the browser (docs/RESULTS.md, "The live loop").
+    const img = el.querySelector(".heatmaplayer image"), text = el.querySelector(".g-gtitle .gtitle");
+    const hm = fig.data[0], [ny, nx] = hm.z.shape.split(",").map(Number);
+    if (!img || !(nx > 0 && ny > 0)) { return false; }
+    const raw = Uint8Array.from(atob(hm.z.bdata), (c) => c.charCodeAt(0));
+    const z = new Float32Array(raw.buffer), stops = hm.colorscale.map((s) => [Number(s[0]), hex(s[1])]);
+    const lo = hm.zmin, span = hm.zmax - hm.zmin || 1;
+    const cv = el.__vmonfHeat || (el.__vmonfHeat = document.createElement("canvas"));
+    cv.width = nx;
+    cv.height = ny;
+    const ctx = cv.getContext("2d"), pix = ctx.createImageData(nx, ny), d = pix.data;
+    for (let k = 0; k < ny; k++) {
+      for (let c = 0; c < nx; c++) {
+        const v = z[k * nx + c], o = ((ny - 1 - k) * nx + c) * 4;  // image rows run top-down, y up
+        if (!Number.isFinite(v)) { d[o + 3] = 0; continue; }
+        const t = Math.min(1, Math.max(0, (v - lo) / span));
+        let j = 1;
+        while (j < stops.length - 1 && stops[j][0] < t) { j++; }
+        const [t0, a] = stops[j - 1], [t1, b] = stops[j], f = t1 > t0 ? (t - t0) / (t1 - t0) : 0;
+        d[o] = Math.round(a[0] + (b[0] - a[0]) * f);
+        d[o + 1] = Math.round(a[1] + (b[1] - a[1]) * f);
+        d[o + 2] = Math.round(a[2] + (b[2] - a[2]) * f);
+        d[o + 3] = 255;
+      }
+    }
+    ctx.putImageData(pix, 0, 0);
+    img.setAttributeNS("http://www.w3.org/1999/xlink", "xlink:href", cv.toDataURL("image/png"));
+    if (text && fig.layout.title) { text.textContent = fig.layout.title.text || ""; }
+    el.__vmonfPoints = fig.points || null;
+    paintPoints();
+    return true;
+  };
   const draw = (fig) => {
     el.dataset.received = String(Number(el.dataset.received || 0) + 1);  // new frames; "updates" counts drawn ones
     el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
@@ -154,14 +243,42 @@ export default function (component) {
       const now = fig.layout && fig.layout.sliders && fig.layout.sliders[0];
       const keep = was && now && was.name === now.name && was.steps.length === now.steps.length &&
         was.active !== now.active ? was.active : null;
-      await Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
-      if (keep !== null) {
-        await Plotly.update(el, now.steps[keep].args[0], { ...now.steps[keep].args[1], "sliders[0].active": keep });
+      // Plotly itself at least once a second, so its hover values and its own picture stay current.
+      const key = quickKey(fig), quick = key !== null && key === el.__vmonfQuickKey && t0 - el.__vmonfFull < 1000 &&
+        quickDraw(fig);
+      if (quick) {
+        el.dataset.quick = String(Number(el.dataset.quick || 0) + 1);
+      } else {
+        el.__vmonfPoints = fig.points || null;
+        el.__vmonfPainted = false;  // Plotly's afterplot paints them once, if it fires; else once after react
+        await Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
+        if (!el.__vmonfPointHooks) {
+          el.__vmonfPointHooks = true;
+          el.on("plotly_afterplot", () => { el.__vmonfPainted = true; paintPoints(); });  // also zoom, pan, resize
+          el.on("plotly_relayouting", (ev) => {  // a pan or zoom while it lasts
+            const L = el._fullLayout, x = [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
+            const y = [ev["yaxis.range[0]"], ev["yaxis.range[1]"]];
+            paintPoints(x[0] === undefined || y[0] === undefined ? null : { x, y });
+          });
+        }
+        if (!el.__vmonfPainted) { paintPoints(); }
+        if (keep !== null) {
+          await Plotly.update(el, now.steps[keep].args[0], { ...now.steps[keep].args[1], "sliders[0].active": keep });
+        }
+        el.__vmonfQuickKey = key;
+        el.__vmonfFull = t0;
       }
       el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
       el.dataset.updates = String(Number(el.dataset.updates) + 1);
       el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");
       el.dataset.run = JSON.stringify(fig.layout.meta || {});  // which run it shows (tests check isolation)
+      // When each stage of a run was first drawn (the wall clock, ms): bench/live_ui.py times Start by them.
+      const meta = fig.layout.meta || {}, drawn = JSON.parse(el.dataset.firstAt || "{}");
+      const stage = (meta.step || 0) > 0 ? "trained" : meta.stage;
+      if (stage && !(stage in drawn)) {
+        drawn[stage] = Date.now();
+        el.dataset.firstAt = JSON.stringify(drawn);
+      }
     });
   };
   el.__vmonfSet = component.setStateValue;
@@ -275,6 +392,7 @@ export default function (component) {
     el.__vmonfEvery = 1000 * (data.every || 0.06);
     if (el.__vmonfFeed === data.feed) { return; }
     el.__vmonfFeed = data.feed;
+    el.dataset.firstAt = "{}";  // another run
     el.__vmonfData = null;
     const feed = data.feed;
     const frames = feed.slice(0, -4);  // less ".txt": the pointer names the newest frame, <token>.<n>.json.gz

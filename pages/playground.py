@@ -678,7 +678,9 @@ v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
 v2.toggle("show samples", key="toy_samples", help="Crosses: points drawn from the model, coloured by component.")
 v3.toggle("log scale", value=True, key="toy_log", help="Log density shows the tails; linear shows the peaks.")
 edit_toolbar(job)
-ui.live_panel(PAGE, render, every=0.5, preview=preview(spec))
+# The status line and curves once a second: the chart shows every frame (its title has the step, ELBO and ARI) by
+# itself, and each run of the panel cost the browser about as much as two frames (docs/RESULTS.md, "The live loop").
+ui.live_panel(PAGE, render, every=1.0, preview=preview(spec))
 if job is not None:
     with st.expander("Compare with a Gaussian mixture (scikit-learn, same K)", icon=":material/balance:"):
         compare_ui(job)

@@ -86,6 +86,19 @@ def open_and_start(browser, url, query="", init_script=None):
     return page
 
 
+#: The density chart as drawn: opaque pixels of its points canvas, frames drawn without Plotly, the frame's step and
+#: the title on screen.
+CHART_STATE = """() => {
+  const el = document.querySelector('.vmonf-live'), c = el.querySelector('canvas.vmonf-points');
+  let n = 0;
+  if (c && c.width) { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                      for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) { n++; } } }
+  const t = el.querySelector('.gtitle');
+  return { points_painted: n, quick: Number(el.dataset.quick || 0), step: el.dataset.step,
+           title: t ? t.textContent : '' };
+}"""
+
+
 def test_trains_live_updates_and_pauses(server, browser):
     url, _ = server
     page = open_and_start(browser, url)
@@ -96,6 +109,10 @@ def test_trains_live_updates_and_pauses(server, browser):
     assert later > first, "the step counter rises"
     assert u1[0][0] >= u0[0][0] + 3 and u1[0][1] > u0[0][1], "the density chart updated several times in place"
     assert page.locator(".vmonf-live").count() >= 2  # density and curves
+    chart = page.evaluate(CHART_STATE)
+    assert chart["points_painted"] > 2000, "the points are painted on the chart's canvas"
+    assert chart["quick"] >= 1, "frames that change only the density and the title are drawn without Plotly"
+    assert f"step {chart['step']}" in chart["title"], "the title shows the frame that was drawn"
     click(page, "Pause")
     wait_until(lambda: page.get_by_text("paused", exact=True).count() > 0, timeout=15)
     a = step_counter(page)
@@ -119,6 +136,7 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
     page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
     wait_until(lambda: run_meta(page).get("stage") == "data" and live_updates(page)[0][0] >= 1, timeout=30)
     assert step_counter(page) is None  # nothing trained yet: the points alone
+    assert page.evaluate(CHART_STATE)["points_painted"] > 2000
     click(page, "Start")
     seen = []
     end = time.monotonic() + 120
