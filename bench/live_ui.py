@@ -11,6 +11,10 @@ without and --seconds with the flow scrubber's slider moving. Then four sessions
 
     python bench/live_ui.py [--seconds 15] [--sessions 4]
 
+The first trained frame is timed by the page itself: the chart stamps the wall clock when it first draws a frame
+past step 0 (``dataset.firstAt``), against the wall clock just before the click. The bench's own polls of the
+pages (one after the other, each waiting for its tab) are printed beside it: with several tabs they see it late.
+
 Stage shares come from the job's own timeline (vmonf.studio.job.TrainingJob.timeline, passed to the chart's meta):
 worker ready (its first message), data (first frame), start choice (the initialisation kept), first trained frame.
 """
@@ -79,11 +83,11 @@ def open_page(browser, url: str):
 
 def watch_start(pages: list, timeout: float) -> list[dict]:
     """Press Start on every page at once; per page, seconds from its click to each thing it shows."""
-    clicks = []
-    for page in pages:
+    clicks, seen = [], [{} for _ in pages]
+    for page, s in zip(pages, seen, strict=True):
+        s["clicked_at"] = time.time()  # the wall clock, which the page's own stamps (dataset.firstAt) use
         page.get_by_role("button", name="Start", exact=True).click()
         clicks.append(time.monotonic())
-    seen: list[dict] = [{} for _ in pages]
     end = time.monotonic() + timeout
     while time.monotonic() < end and not all("ari" in s and "trained" in s for s in seen):
         for page, t0, s in zip(pages, clicks, seen, strict=True):
@@ -101,6 +105,48 @@ def watch_start(pages: list, timeout: float) -> list[dict]:
                 s["ari"] = now
         time.sleep(0.05)
     return seen
+
+
+def later_timelines(pages: list, seen: list[dict]) -> None:
+    """Each page's job timeline as a later frame carries it: a frame's figure is built before the job marks that
+    frame's own moments (the first trained one included)."""
+    for page, s in zip(pages, seen, strict=True):
+        if "timeline" in (meta := run_meta(page)):
+            s["timeline"] = meta["timeline"]
+        # The page's own clock of when it drew the first trained frame: the polls above see it late when
+        # several tabs share the machine (each poll waits for its tab's main thread).
+        drawn = json.loads(page.evaluate("document.querySelector('.vmonf-live').dataset.firstAt || '{}'"))
+        if "trained" in drawn:
+            s["trained_drawn"] = drawn["trained"] / 1000 - s["clicked_at"]
+
+
+def cpu_by_role(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each part of the live loop (Linux ``/proc``; empty elsewhere): the server, the
+    training worker, its drawing process, Chromium's renderers and Chromium's other processes."""
+    import os
+
+    from browser import _processes
+
+    if not Path("/proc/self/stat").exists():
+        return {}
+    tick, procs = os.sysconf("SC_CLK_TCK"), _processes()
+    workers = {pid for pid, _, comm, _ in procs if comm == "vmonf-worker"}
+    out: dict[str, float] = {}
+    for pid, ppid, _comm, cmd in procs:
+        if pid == server_pid:
+            role = "server"
+        elif pid in workers:
+            role = "drawing process" if ppid in workers else "training worker"
+        elif b"chrom" in cmd[:200]:
+            role = "Chromium renderers" if b"--type=renderer" in cmd else "Chromium, other processes"
+        else:
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def rates(page, seconds: float, hover: bool = False, scrub: bool = False) -> tuple[float, float, float]:
@@ -155,7 +201,11 @@ def main() -> None:
         wait_for_fork_server(proc.pid)
         one = watch_start([page], timeout=60)[0]
         time.sleep(1)
+        later_timelines([page], [one])
+        cpu0, w0 = cpu_by_role(proc.pid), time.monotonic()
         ui_updates, ui_rate, render_ms = rates(page, args.seconds)
+        cpu1, wall = cpu_by_role(proc.pid), time.monotonic() - w0
+        cpu = {role: cpu1[role] - cpu0.get(role, 0.0) for role in cpu1}
         hover_updates, hover_rate, _ = rates(page, args.seconds, hover=True)
         probes = page.locator('[data-testid="stMarkdownContainer"]', has_text="Point probe").count()
         page.mouse.move(5, 5)  # off the chart
@@ -173,6 +223,8 @@ def main() -> None:
         time.sleep(2)
         pages = [open_page(browser, url) for _ in range(args.sessions)]
         many = watch_start(pages, timeout=60)
+        time.sleep(1)
+        later_timelines(pages, many)
         later = [run_meta(p).get("step") or 0 for p in pages]
         time.sleep(3)
         trains = sum((run_meta(p).get("step") or 0) != n for p, n in zip(pages, later, strict=True))
@@ -183,13 +235,17 @@ def main() -> None:
     print(f"{'first paint (page load to chart shown)':<52}{first_paint:>9.2f}s   < 3 s")
     print(f"{'Start -> points drawn':<52}{fmt(one.get('points'))}   <= 0.5 s")
     print(f"{'Start -> starting partition drawn':<52}{fmt(one.get('partition'))}")
-    print(f"{'Start -> first trained frame':<52}{fmt(one.get('trained'))}   <= 2 s")
+    print(f"{'Start -> first trained frame (drawn, the page clock)':<52}{fmt(one.get('trained_drawn'))}   <= 2 s")
+    print(f"{'Start -> first trained frame (seen by the polls)':<52}{fmt(one.get('trained'))}")
     print(f"{'Start -> ARI >= 0.95 shown in the status line':<52}{fmt(one.get('ari'))}   <= 6 s")
     print(f"{'density chart updates per second':<52}{ui_updates:>10.1f}   >= 8")
     print(f"{'browser time per density update (Plotly.react)':<52}{render_ms:>8.0f}ms")
     print(f"{'training steps/s, UI live in Chromium':<52}{ui_rate:>10.1f}")
     print(f"{'training steps/s, headless (same model, same run)':<52}{base:>10.1f}")
     print(f"{'UI-live speed as a share of headless':<52}{ui_rate / base:>9.0%}   >= 85 %")
+    for role, used in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"{'  CPU, ' + role:<52}{used / wall:>7.2f} cores   "
+              f"{1000 * used / max(1.0, ui_updates * wall):.0f} ms per chart update")
     print(f"{'mouse over the chart (point probe): updates per second':<52}{hover_updates:>10.1f}"
           f"   probe shown: {'yes' if probes else 'NO'}")
     print(f"{'mouse over the chart: training steps/s':<52}{hover_rate:>10.1f}   "
@@ -201,11 +257,13 @@ def main() -> None:
     print(f"{'scrubbing the flow: training steps/s':<52}{scrub_rate:>10.1f}   "
           f"{scrub_rate / warp_rate:.0%} of the same view without scrubbing")
     print(f"stages of Start (job timeline, s from Start): {stage_shares(one.get('timeline', {}))}")
-    firsts = [s.get("trained") for s in many]
+    firsts = [s.get("trained_drawn") for s in many]
+    polled = [s.get("trained") for s in many]
     worst = None if None in firsts else max(firsts)
     print(f"\n{args.sessions} sessions pressing Start together")
-    print(f"{'Start -> first trained frame, each (s)':<52}{', '.join(fmt(v).strip() for v in firsts)}")
-    print(f"{'slowest first trained frame':<52}{fmt(worst)}   <= 5 s")
+    print(f"{'Start -> first trained frame drawn, each (s)':<52}{', '.join(fmt(v).strip() for v in firsts)}")
+    print(f"{'slowest first trained frame drawn':<52}{fmt(worst)}   <= 5 s")
+    print(f"{'  the same, seen by the polls (s)':<52}{', '.join(fmt(v).strip() for v in polled)}")
     aris = [s.get("ari") for s in many]
     print(f"{'Start -> ARI >= 0.95 shown, each (s)':<52}{', '.join(fmt(v).strip() for v in aris)}")
     print(f"{'sessions whose chart moved on in the next 3 s':<52}{trains:>7d}/{args.sessions}   all")
