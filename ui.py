@@ -256,7 +256,7 @@ export default function (component) {
           el.__vmonfPointHooks = true;
           el.on("plotly_afterplot", () => { el.__vmonfPainted = true; paintPoints(); });  // also zoom, pan, resize
           el.on("plotly_relayouting", (ev) => {  // a pan or zoom while it lasts
-            const L = el._fullLayout, x = [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
+            const x = [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
             const y = [ev["yaxis.range[0]"], ev["yaxis.range[1]"]];
             paintPoints(x[0] === undefined || y[0] === undefined ? null : { x, y });
           });
