@@ -143,6 +143,7 @@ export default function (component) {
       }
     });
   }
+  const b64bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const paintPoints = (ranges) => {
     // The points (figures.canvas_points) on a canvas over the plot area, between Plotly's plot layer and its
     // hover layer, mapped through the axes as they are now (or as a pan in progress has them: ``ranges``).
@@ -156,10 +157,7 @@ export default function (component) {
       cv.style.cssText = "position:absolute;pointer-events:none";
     }
     if (cv.previousElementSibling !== plot) { plot.after(cv); }
-    if (!P.decoded) {
-      const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      P.decoded = { xy: new Float32Array(bytes(P.xy).buffer), rgba: bytes(P.rgba) };
-    }
+    if (!P.decoded) { P.decoded = { xy: new Float32Array(b64bytes(P.xy).buffer), rgba: b64bytes(P.rgba) }; }
     const xa = L.xaxis, ya = L.yaxis, w = xa._length, h = ya._length, dpr = window.devicePixelRatio || 1;
     Object.assign(cv.style, { left: xa._offset + "px", top: ya._offset + "px", width: w + "px", height: h + "px",
                               display: "" });
@@ -204,8 +202,8 @@ export default function (component) {
     const img = el.querySelector(".heatmaplayer image"), text = el.querySelector(".g-gtitle .gtitle");
     const hm = fig.data[0], [ny, nx] = hm.z.shape.split(",").map(Number);
     if (!img || !(nx > 0 && ny > 0)) { return false; }
-    const raw = Uint8Array.from(atob(hm.z.bdata), (c) => c.charCodeAt(0));
-    const z = new Float32Array(raw.buffer), stops = hm.colorscale.map((s) => [Number(s[0]), hex(s[1])]);
+    const z = new Float32Array(b64bytes(hm.z.bdata).buffer);
+    const stops = hm.colorscale.map((s) => [Number(s[0]), hex(s[1])]);
     const lo = hm.zmin, span = hm.zmax - hm.zmin || 1;
     const cv = el.__vmonfHeat || (el.__vmonfHeat = document.createElement("canvas"));
     cv.width = nx;
