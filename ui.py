@@ -53,6 +53,10 @@ def _bound_the_shutdown(seconds: float = 5.0) -> None:
 
 _bound_the_shutdown()
 ACTIVE_STATES = states.ACTIVE
+#: Seconds after a run's first trained frame before the page reruns in full to show it outside the live panel.
+#: A full run of the page costs the browser's main thread 0.7-1.9 s when four tabs share 2 cores; at once, it
+#: held back the drawing of that very frame (docs/RESULTS.md, "The live loop").
+SETTLE_S = 1.5
 STATE_LABELS = {
     "created": "not started", "starting": "starting the training process…", "initializing": "initialising…",
     "running": "training", "stepping": "taking a few steps", "paused": "paused", "finished": "paused at the step limit",
@@ -863,8 +867,9 @@ def controls(page: str, spec: JobSpec, blocked: str | None = None) -> TrainingJo
                    help="Start training a new run with these settings, in the background. To go on with a "
                         "paused run, use Resume.")
     cols[1].button("Pause", key=f"{page}_pause", on_click=lambda: job and job.pause(),
-                   disabled=state not in states.TRAINING, width="stretch",
-                   help="Pause training; the plots keep the current state.")
+                   disabled=state not in states.PAUSABLE, width="stretch",
+                   help="Pause training; the plots keep the current state. Pressed while the initialisation is "
+                        "chosen, the run pauses as soon as it begins.")
     cols[2].button("Resume", key=f"{page}_resume", on_click=lambda: job and job.resume(),
                    disabled=state not in states.RESUMABLE, width="stretch",
                    help="Continue training from where it paused.")
@@ -960,7 +965,7 @@ def controls_state(state: str) -> tuple:
     """What the page around the live panel shows for ``state``: which buttons are enabled, and whether the
     panel refreshes itself. States with the same value need no full rerun of the page (a full run took
     ~0.5 s on 2 cores: several of them made Start look slow)."""
-    return state in states.TRAINING, state in states.RESUMABLE, state in states.ENDED, state in states.ACTIVE
+    return state in states.PAUSABLE, state in states.RESUMABLE, state in states.ENDED, state in states.ACTIVE
 
 
 def refresh_interval(job: TrainingJob, every: float = 0.15) -> float:
@@ -998,7 +1003,9 @@ def live_panel(page: str, render: Callable[[TrainingJob | None, Snapshot | None]
         if j is None:
             return
         if controls_state(j.state) != drawn_controls:
-            st.rerun()  # e.g. training began, paused, finished or failed: redraw the controls to match
+            st.rerun()  # e.g. paused, finished or failed: redraw the controls to match
+        if drawn_state in states.PREPARING and (j.since("first_trained") or 0) > SETTLE_S:
+            st.rerun()  # the page outside the panel (its expanders) shows the trained model from now on
         if not 0.5 < refresh_interval(j, every) / interval < 2:
             st.rerun()  # the load changed a lot: a full run sets the new interval (only it can)
 

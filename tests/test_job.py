@@ -258,3 +258,29 @@ def test_a_label_given_while_training_reaches_the_trainer():
         assert job.alive and job.state == "running"
     finally:
         job.stop()
+
+
+def test_pause_pressed_before_the_worker_exists_pauses_the_run_as_it_begins(monkeypatch):
+    """Pause is enabled from Start on (the buttons then stay as they are when training begins): a pause sent
+    while the worker is still being started is kept and sent when it is there."""
+    import time
+
+    real = jobmod.pool.spawn
+
+    def slow_spawn(*args, **kw):
+        time.sleep(0.5)  # a fork server still warming up
+        return real(*args, **kw)
+
+    monkeypatch.setattr(jobmod.pool, "spawn", slow_spawn)
+    job = TrainingJob(JobSpec(**SMALL))
+    job.start()
+    try:
+        job.pause()
+        assert job.state == "starting" and job._queued == [{"cmd": "pause"}]  # no worker yet: kept
+        assert job.wait_for(lambda j: j.state == "paused", 60), (job.state, job.message)
+        step = job.latest().step
+        assert not job.wait_for(lambda j: j.latest().step != step, 0.7)
+        assert job.since("first_trained") is None or job.since("first_trained") >= 0
+    finally:
+        job.stop()
+    assert job.invalid_transitions == []

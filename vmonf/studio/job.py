@@ -84,6 +84,7 @@ class TrainingJob:
         self._thread: threading.Thread | None = None
         self._has_slot = False
         self._stop_requested = False
+        self._queued: list[dict] = []  # commands given before the worker existed, sent when it does
         self._stderr: list[str] = []
         self._started_at = 0.0
         #: Seconds from start() to each moment of the start: "worker" (the worker's first message), "data",
@@ -136,13 +137,20 @@ class TrainingJob:
             return
         with self._lock:
             self._proc = proc
+            queued, self._queued = self._queued, []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
+        for cmd in queued:
+            self._send(cmd)
         if self._stop_requested:  # Stop was pressed while the worker was being started
             self._send({"cmd": "stop"})
         self._relay()
 
     def _send(self, cmd: dict) -> None:
-        proc = self._proc
+        with self._lock:
+            proc = self._proc
+            if proc is None and self.state == RunState.STARTING:  # the worker is on its way: sent when it is there
+                self._queued.append(cmd)
+                return
         if proc is None or proc.poll() is not None:
             return
         try:
@@ -378,6 +386,11 @@ class TrainingJob:
             if done is not None:
                 for key in [k for k in self._spec_before if k <= done]:
                     del self._spec_before[key]
+
+    def since(self, moment: str) -> float | None:
+        """Seconds since ``moment`` of the :attr:`timeline` (None before it happened)."""
+        at = self.timeline.get(moment)
+        return None if at is None else time.monotonic() - self._started_at - at
 
     def _mark(self, moment: str) -> float:
         now = time.monotonic() - self._started_at

@@ -46,11 +46,14 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 
 #: The worker is (or will be) doing something: the live panel keeps refreshing.
 ACTIVE = frozenset({S.STARTING, S.INITIALIZING, S.RUNNING, S.STEPPING, S.STOPPING})
-TRAINING = frozenset({S.RUNNING, S.STEPPING})  # Pause makes sense
+TRAINING = frozenset({S.RUNNING, S.STEPPING})  # the model is training
 HALTED = frozenset({S.PAUSED, S.FINISHED, S.DIVERGED})  # the worker waits: Resume and Step go on from here
 RESUMABLE = frozenset({S.PAUSED, S.FINISHED})  # the Resume and Step buttons (after divergence: lower the rate)
 ENDED = frozenset({S.STOPPED, S.ERROR})  # the worker has exited
 PREPARING = frozenset({S.STARTING, S.INITIALIZING})  # nothing trains yet: the start is shown instead
+#: The Pause button: a pause pressed while the run prepares is kept, and the run pauses as it begins. Enabled
+#: from Start on, the buttons do not change when training begins, so that moment needs no rerun of the page.
+PAUSABLE = TRAINING | PREPARING
 PROBEABLE = TRAINING | HALTED  # the worker has a model to answer questions (probe, flow stages) with
 
 
