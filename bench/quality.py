@@ -46,7 +46,7 @@ SETS = {  # name: (generator, K, params, labelled points per class)
 FAILURE = {"two circles, no labels": ("two circles", 2, {}, 0)}
 
 #: The paper's choices, spelled out so that each row below can change one of them.
-_PAPER = {"init": "random", "depth": 8, "temperature_decay": 1e-3, "consistency": 0.0}
+_PAPER = {"init": "random", "depth": 8, "temperature_decay": 1e-3, "consistency": 0.0, "learn_prior": False}
 ABLATION = [  # (row, estimator settings, TrainConfig fields the estimator has no setting for)
     ("paper recipe", {"recipe": "paper"}, {}),
     ("+ our start (auto / labels, q pre-fitted)", {**_PAPER, "init": "auto"}, {"q_hold_steps": 0, "keep_best": False}),
@@ -54,12 +54,13 @@ ABLATION = [  # (row, estimator settings, TrainConfig fields the estimator has n
     # Best-state keeping changes nothing until the end of a fit, so one fit gives both rows: its last state,
     # then the best one it kept.
     (("+ consistency 5", "+ best validation state kept"), {**_PAPER, "init": "auto", "consistency": 5.0}, {}),
-    ("the default (also depth 4, no temperature)", {}, {}),
+    ("the default (also depth 4, no temperature, learned mixture weights)", {}, {}),
     # Not a step: the default with the older rule for choosing its start (each candidate trains 150 steps and
     # the best validation ELBO is kept), beside the default's normalised cut.
     ("the default, start chosen by ELBO", {"start_choice": "elbo"}, {}),
 ]
-STARTS = ["kmeans", "spectral", "local", "ward", "gmm", "labels"]  # partitions scored alone ("labels": label spreading)
+#: Partitions scored alone ("labels": label spreading).
+STARTS = ["kmeans", "spectral", "local", "ward", "gmm", "ncut", "labels"]
 
 
 class Variant(VMoNF):

@@ -6,7 +6,7 @@ size and density, a thin ring around an off-centre blob, and two parallel S-shap
 and seed: VMoNF with its default settings (the given K, 1,500 steps) beside scikit-learn's GaussianMixture
 (full covariance, 3 fits), ARI on the training points.
 
-    python bench/unseen.py [--seeds 10] [--steps 1500] [--families arcs uneven ...] [--learn-prior]
+    python bench/unseen.py [--seeds 10] [--steps 1500] [--families arcs uneven ...] [--no-learn-prior]
         [--start-choice elbo]
 """
 
@@ -106,14 +106,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=[*FAMILIES, *MORE])
-    ap.add_argument("--learn-prior", action="store_true", help="learn the mixture weights (VMoNF(learn_prior=True))")
+    ap.add_argument("--learn-prior", action=argparse.BooleanOptionalAction, default=True,
+                    help="learn the mixture weights (VMoNF(learn_prior=...), the default); --no-learn-prior: uniform")
     ap.add_argument("--start-choice", choices=["cut", "elbo"], default="cut",
                     help="how init='auto' keeps its start (VMoNF(start_choice=...)); elbo is the older rule")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tune_process()
     print(f"{args.seeds} seeds, 1,000 points each, VMoNF defaults ({args.steps} steps, start chosen by "
-          f"{args.start_choice}" + (", learned mixture weights" if args.learn_prior else "") + "), 1 thread; ARI")
+          f"{args.start_choice}, {'learned' if args.learn_prior else 'uniform'} mixture weights), 1 thread; ARI")
     print(f"{'family':<15}{'K':>3}{'VMoNF median':>14}{'>= 0.9':>8}{'GMM median':>12}{'>= 0.9':>8}   per seed (VMoNF)")
     for name in args.families:
         make, k = {**FAMILIES, **MORE}[name]

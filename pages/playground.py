@@ -213,8 +213,6 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
     model = {"share_weights": True} if share else {}
     if depths is not None:
         model["depths"] = list(depths)
-    if prune:
-        model["learn_prior"] = True
     train = {"consistency": consistency, **{key: v for key, v in (("prune_below", prune),
                                                                   ("weight_entropy", pressure if prune else 0.0)) if v}}
     return model, train
@@ -276,6 +274,7 @@ def settings_ui() -> JobSpec | None:
                        default=2 if name == DRAW else min(true_k(name, params), max_k))
     depth = setting_widget(SETTINGS["depth"], name)
     setting_widget(SETTINGS["hidden"], name)
+    setting_widget(SETTINGS["prior"], name)
     sb.header("Training")
     for key in ("lr", "batch", "labels", "init", "temperature", "steps", "seed"):
         if not (key == "labels" and name == DRAW):  # drawn points are labelled with the brush
@@ -286,6 +285,8 @@ def settings_ui() -> JobSpec | None:
     settings = {key: st.session_state.get(widget_key(setting, name), setting.default)
                 for key, setting in SETTINGS.items() if key not in ("n", "consistency")}
     settings.update(dataset=name, n=int(n), params=params, consistency=beyond_train.pop("consistency"))
+    if beyond_train.get("prune_below"):
+        settings["prior"] = 1  # removing components reads their learned weights
     base = st.session_state["_toy_base"] = data_base(settings, None if own is None else own[2])
     editor = current_editor(base)
     if own is not None:

@@ -148,7 +148,7 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
     stages = [stage for stage, _ in seen]
     assert "partition" in stages and stages[-1] == "training", seen
     assert stages.index("partition") < stages.index("training")
-    assert {c for stage, c in seen if stage == "partition"} <= {"kmeans", "spectral", "local", "ward", "gmm"}
+    assert {c for stage, c in seen if stage == "partition"} <= {"kmeans", "spectral", "local", "ward", "gmm", "ncut"}
     # which one was kept, and why
     wait_until(lambda: page.get_by_text("kept for the lowest normalised cut", exact=False).count(), timeout=30)
     assert page.locator('[data-testid="stException"]').count() == 0

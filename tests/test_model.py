@@ -63,7 +63,8 @@ def test_every_trainable_parameter_gets_a_gradient():
 
 
 def test_fixed_prior_is_uniform_and_not_trained():
-    model = make_model()
+    assert make_model().prior_logits.requires_grad  # learned by default
+    model = make_model(learn_prior=False)  # the paper's fixed uniform pi
     assert not model.prior_logits.requires_grad
     torch.testing.assert_close(model.log_pi.exp(), torch.full((3,), 1 / 3, dtype=torch.float64))
 

@@ -128,3 +128,14 @@ def test_playground_widgets_follow_the_schema():
     for p in TOY_PARAMS[DEFAULTS["dataset"]]:
         widget = next(w for w in at.sidebar.slider if w.key == f"toy_pinwheel_{p.key}")
         assert (widget.label, widget.min, widget.max, widget.value) == (p.label, p.low, p.high, p.default)
+
+
+def test_mixture_weights_are_learned_by_default_and_uniform_in_the_papers_presets():
+    """The ``prior`` setting reaches the model as a bool; the presets that run the paper's method keep pi uniform,
+    and the CLI's 1/0 flag reaches the estimator."""
+    assert ModelConfig(2, 2, **to_spec({}).model).learn_prior is True
+    for title, preset in PRESETS.items():
+        learned = ModelConfig(2, 2, **to_spec(preset.settings).model).learn_prior
+        assert learned is not ("paper" in title), title
+    assert from_query({"ds": "moons", "prior": "0"}) == ({"dataset": "moons", "params": {}, "prior": 0}, [])
+    assert build_parser().parse_args(["train", "--out", "x", "--learn-prior", "0"]).learn_prior == 0

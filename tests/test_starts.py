@@ -77,3 +77,65 @@ def test_a_candidate_that_cannot_be_made_is_left_out(monkeypatch):
     result = start_training(x.astype(np.float32), None, ModelConfig(2, 2, depth=2, hidden=8),
                             TrainConfig(q_pretrain_steps=5), device=torch.device("cpu"))
     assert "gmm" not in result.candidates and len(result.candidates) >= 2
+
+
+def _ring_and_blob(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A thin ring and a dense blob inside it, off its centre: spectral embeddings cut the ring in halves."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, 2 * np.pi, n // 2)
+    ring = 2.0 * np.stack([np.cos(t), np.sin(t)], 1) + 0.08 * rng.standard_normal((n // 2, 2))
+    blob = rng.normal((0.7, -0.4), 0.3, (n - n // 2, 2))
+    return np.concatenate([ring, blob]).astype(np.float32), np.repeat([0, 1], [n // 2, n - n // 2])
+
+
+def test_the_best_bisection_is_the_lowest_cut_along_the_fiedler_order():
+    """Oracle: every split of the Fiedler order scored by :func:`normalized_cut` itself, against the one pass."""
+    from vmonf.starts import best_bisection
+
+    x, _ = _ring_and_blob(200, seed=3)
+    a = local_affinity(x)
+    mask = best_bisection(a, min_size=5)
+    d = np.asarray(a.sum(1)).ravel()
+    m = a.toarray() / np.sqrt(np.outer(d, d))
+    order = np.argsort(np.linalg.eigh(m)[1][:, -2] / np.sqrt(d))
+    cuts = []
+    for t in range(5, len(x) - 4):
+        part = np.zeros(len(x), dtype=int)
+        part[order[:t]] = 1
+        cuts.append(normalized_cut(a, part, 2))
+    assert normalized_cut(a, mask.astype(int), 2) == pytest.approx(min(cuts), rel=1e-6)
+    assert 5 <= mask.sum() <= len(x) - 5
+
+
+def test_repeated_cuts_keep_a_ring_and_the_blob_inside_it_apart():
+    x, y = _ring_and_blob(1000, seed=0)
+    xs = (x - x.mean(0)) / x.std(0)
+    assert clustering_scores(y, initial_partition(xs, 2, "ncut", seed=0))["ari"] >= 0.95
+    result = start_training(x, None, ModelConfig(2, 2, depth=2, hidden=16), TrainConfig(q_pretrain_steps=100),
+                            device=torch.device("cpu"))
+    assert result.candidates[result.init_method] == min(result.candidates.values())
+    assert result.candidates["kmeans"] > result.candidates[result.init_method]
+    with torch.no_grad():
+        assigned = result.trainer.model.posterior_log_probs(torch.as_tensor(x)).argmax(1)
+    assert clustering_scores(y, assigned.numpy())["ari"] >= 0.95
+
+
+def test_repeated_cuts_split_into_k_parts_or_say_they_cannot():
+    from vmonf.starts import recursive_ncut
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(c, 0.2, (60, 2)) for c in ((0, 0), (3, 0), (0, 3))])
+    part = recursive_ncut(local_affinity(x), 3)
+    assert clustering_scores(np.repeat([0, 1, 2], 60), part)["ari"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="cannot be split into 40 parts"):
+        recursive_ncut(local_affinity(x[:30]), 40)
+
+
+@pytest.mark.parametrize("learn_prior", [True, False])
+def test_learned_weights_start_at_the_parts_shares_and_fixed_ones_stay_uniform(learn_prior):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.3, (210, 2)), rng.normal(4, 0.3, (90, 2))]).astype(np.float32)
+    result = start_training(x, None, ModelConfig(2, 2, depth=2, hidden=8, learn_prior=learn_prior),
+                            TrainConfig(init="kmeans", q_pretrain_steps=5), device=torch.device("cpu"))
+    pi = np.sort(result.trainer.model.log_pi.exp().detach().numpy())
+    assert pi == pytest.approx([0.3, 0.7] if learn_prior else [0.5, 0.5], abs=0.03)

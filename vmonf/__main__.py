@@ -76,6 +76,7 @@ def train(args: argparse.Namespace) -> dict:
     est = VMoNF(args.components, depth=args.depth, hidden=args.hidden, flow=args.flow, max_steps=args.steps,
                 lr=args.lr, batch_size=args.batch_size, init=args.init, seed=args.seed, device=args.device,
                 consistency=args.consistency, temperature_decay=args.temperature_decay, n_init=args.n_init,
+                learn_prior=bool(args.learn_prior),
                 recipe=args.recipe)
     used = est.effective_params()
     print(f"training {args.dataset}: {len(data.x)} points, {data.x.shape[1]} dims, K={args.components}"

@@ -93,14 +93,16 @@ class VMoNF(DensityMixin, BaseEstimator):
         depth: coupling layers per component flow.
         hidden: width of the conditioner networks.
         flow: ``"realnvp"`` or ``"maf"``.
-        learn_prior: learn the mixture weights pi (``False``: uniform, as in the paper).
+        learn_prior: learn the mixture weights pi, starting from the starting partition's shares (``False``:
+            uniform, as in the paper, which stretches a small cluster's component into its neighbours).
         batch_size: points per training step.
         max_steps: training steps in all, including the ones that chose the start.
         lr: Adam learning rate.
         init: starting partition: ``"auto"`` (the candidate partition that cuts the data's neighbourhood
             graph most cleanly, :func:`vmonf.starts.choose_start`), ``"kmeans"``, ``"gmm"`` (a
             full-covariance GaussianMixture's; the best start on MNIST features, docs/RESULTS.md),
-            ``"spectral"``, ``"local"`` (spectral with local scaling), ``"ward"``, ``"labels"`` or ``"random"``.
+            ``"spectral"``, ``"local"`` (spectral with local scaling), ``"ncut"`` (repeated two-way normalised
+            cuts of the same graph), ``"ward"``, ``"labels"`` or ``"random"``.
         start_choice: how ``init="auto"`` keeps a start: ``"cut"`` (the lowest normalised cut, no training) or
             ``"elbo"`` (each candidate trains 150 steps, the best validation ELBO wins; the older rule).
         temperature_decay: the paper's decaying temperature on q's logits; 0 disables it.
@@ -135,7 +137,7 @@ class VMoNF(DensityMixin, BaseEstimator):
     """
 
     def __init__(self, n_components: int = 3, *, depth: int = 4, hidden: int = 64, flow: FlowType = "realnvp",
-                 learn_prior: bool = False, batch_size: int = 512, max_steps: int = 1500, lr: float = 3e-3,
+                 learn_prior: bool = True, batch_size: int = 512, max_steps: int = 1500, lr: float = 3e-3,
                  init: InitMethod = "auto", temperature_decay: float = 0.0, label_weight: float = 1.0,
                  val_fraction: float = 0.1, seed: int = 0, device: str = "auto", depths: tuple[int, ...] | None = None,
                  share_weights: bool = False, consistency: float = 5.0, consistency_noise: float = 0.1,

@@ -29,12 +29,16 @@ class ModelConfig:
     hidden: int = 64  # width of every conditioner MLP
     posterior_hidden: int = 64  # width of the posterior network q(c|x)
     flow: FlowType = "realnvp"  # "realnvp" (the paper's toy flows) or "maf" (its MNIST flows)
-    learn_prior: bool = False  # False: pi fixed uniform as in the paper; True: learned logits
+    # Learned logits, started at the starting partition's shares: with pi fixed uniform (the paper's choice,
+    # False) a small cluster's component spreads a 1/K share of the mass into its neighbours
+    # (docs/RESULTS.md, "Shapes the defaults were not chosen on").
+    learn_prior: bool = True
     # Beyond the paper, its future work (docs/BEYOND.md has what each one measured):
     depths: tuple[int, ...] | None = None  # a depth per component (overrides depth): uneven complexity
     share_weights: bool = False  # RealNVP conditioners shared by all components, plus a component embedding
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "learn_prior", bool(self.learn_prior))  # links and flags give 0 or 1
         if self.depths is not None:  # JSON gives a list; keep the config hashable
             object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
 

@@ -25,8 +25,11 @@ def initial_partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarr
     curved clusters (moons) in half, where a nearest-neighbour spectral partition, or Ward linkage
     restricted to a k-NN graph, follows them. ``local`` is spectral clustering on a k-NN graph whose
     edges are scaled by each point's own neighbour distance (self-tuning spectral clustering, Zelnik-Manor
-    & Perona 2004), which follows thin clusters beside dense ones. No start wins everywhere, so ``auto``
-    tries several (:func:`choose_start`). With labels, ``labels`` spreads them over a k-NN graph.
+    & Perona 2004), which follows thin clusters beside dense ones. ``ncut`` splits the same graph in two
+    where its normalised cut is lowest, again and again (:func:`recursive_ncut`), which keeps a thin ring
+    and the blob inside it apart where the spectral embeddings cut the ring in halves. No start wins
+    everywhere, so ``auto`` tries several (:func:`choose_start`). With labels, ``labels`` spreads them over a
+    k-NN graph.
     """
 
     if method == "random" or k == 1:
@@ -54,6 +57,8 @@ def _partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | No
     if method == "local":
         return SpectralClustering(k, affinity="precomputed", random_state=seed,
                                   assign_labels="cluster_qr").fit_predict(local_affinity(x))
+    if method == "ncut":
+        return recursive_ncut(local_affinity(x), k)
     if method == "ward":
         graph = kneighbors_graph(x, n_neighbors=min(10, len(x) - 1), include_self=False)
         return AgglomerativeClustering(k, connectivity=graph, linkage="ward").fit_predict(x)
@@ -94,11 +99,88 @@ def normalized_cut(affinity, partition: np.ndarray, k: int) -> float:
     total = 0.0
     for c in range(k):
         members = labels == c
-        if members.sum() < max(5, len(labels) / (20 * k)):
+        if members.sum() < _min_part(len(labels), k):
             return float("inf")
         volume = degree[members].sum()
         total += 1.0 - affinity[members][:, members].sum() / max(volume, 1e-12)
     return float(total)
+
+
+def _min_part(n: int, k: int) -> float:
+    """The fewest points a part of a ``k``-way partition of ``n`` points may hold (:func:`normalized_cut`)."""
+    return max(5, n / (20 * k))
+
+
+def best_bisection(affinity, min_size: float) -> np.ndarray | None:
+    """The two-way split of a graph along its Fiedler vector with the lowest normalised cut (Shi & Malik 2000).
+
+    The points are ordered by the second eigenvector of ``D^-1/2 A D^-1/2`` (found by shift-invert, which
+    needs far fewer iterations than plain Lanczos on a graph's nearly equal top eigenvalues) and every split
+    of that order, both sides at least ``min_size`` points, is scored in one pass. Returns the mask of one
+    side, or ``None`` when the graph is too small to split.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import eigsh
+
+    n = affinity.shape[0]
+    if n < 2 * min_size or n < 3:
+        return None
+    degree = np.maximum(np.asarray(affinity.sum(1)).ravel(), 1e-12)
+    r = 1.0 / np.sqrt(degree)
+    m = sp.diags(r) @ affinity @ sp.diags(r)
+    if n < 64:
+        fiedler = np.linalg.eigh(m.toarray())[1][:, -2]
+    else:  # a fixed start vector: the same points give the same split
+        vals, vecs = eigsh(m.tocsc(), k=2, sigma=1.001, which="LM", v0=np.linspace(0.5, 1.5, n), tol=1e-8)
+        fiedler = vecs[:, np.argmin(vals)]
+    order = np.argsort(fiedler * r, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    edges = sp.triu(affinity, 1).tocoo()
+    lo, hi = np.minimum(rank[edges.row], rank[edges.col]), np.maximum(rank[edges.row], rank[edges.col])
+    # An edge crosses the split "first t points | the rest" exactly when lo < t <= hi.
+    change = np.zeros(n + 1)
+    np.add.at(change, lo + 1, edges.data)
+    np.add.at(change, hi + 1, -edges.data)
+    cut = np.cumsum(change)[1:n]
+    volume = np.cumsum(degree[order])[: n - 1]
+    score = cut / volume + cut / np.maximum(degree.sum() - volume, 1e-12)
+    t = np.arange(1, n)
+    score[(t < min_size) | (n - t < min_size)] = np.inf
+    best = int(np.argmin(score))
+    if not np.isfinite(score[best]):
+        return None
+    mask = np.zeros(n, dtype=bool)
+    mask[order[: best + 1]] = True
+    return mask
+
+
+def recursive_ncut(affinity, k: int) -> np.ndarray:
+    """A ``k``-way partition by repeated two-way normalised cuts (:func:`best_bisection`): each round splits the
+    part whose best split gives the lowest :func:`normalized_cut` of the whole partition."""
+    n = affinity.shape[0]
+    min_size = _min_part(n, k)
+    labels = np.zeros(n, dtype=np.int64)
+    splits: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # part -> (its points, its best split)
+    for new in range(1, k):
+        best: tuple[float, int, np.ndarray] | None = None
+        for part in range(new):
+            if part not in splits:
+                members = np.flatnonzero(labels == part)
+                splits[part] = members, best_bisection(affinity[members][:, members], min_size)
+            members, mask = splits[part]
+            if mask is None:
+                continue
+            trial = labels.copy()
+            trial[members[mask]] = new
+            score = normalized_cut(affinity, trial, new + 1)
+            if best is None or score < best[0]:
+                best = score, part, trial
+        if best is None:
+            raise ValueError(f"The points cannot be split into {k} parts of at least {min_size:.0f} points each.")
+        _, part, labels = best
+        del splits[part]
+    return labels
 
 
 @dataclass
@@ -147,7 +229,9 @@ def start_candidates(method: str, labelled: bool, choice: str = "cut") -> list[s
         return [method]
     if labelled:
         return ["labels"]
-    return ["kmeans", "spectral", "local", "ward", "gmm"] if choice == "cut" else ["kmeans", "spectral", "ward"]
+    if choice == "elbo":
+        return ["kmeans", "spectral", "ward"]
+    return ["kmeans", "spectral", "local", "ward", "gmm", "ncut"]
 
 
 def choose_start(make_trainer, x_np: np.ndarray, y_np: np.ndarray | None, k: int, config: TrainConfig,

@@ -20,7 +20,7 @@ from vmonf.perf import flushing_denormals
 #: Evaluation rows a Trainer keeps (even); beyond it every second one is dropped (a long app run grew ~15 MB/h).
 MAX_HISTORY = 10_000
 
-InitMethod = Literal["auto", "kmeans", "gmm", "spectral", "local", "ward", "labels", "random"]
+InitMethod = Literal["auto", "kmeans", "gmm", "spectral", "local", "ncut", "ward", "labels", "random"]
 StartChoice = Literal["cut", "elbo"]
 
 
@@ -229,7 +229,10 @@ class Trainer:
     def initialize(self, partition: np.ndarray | None) -> None:
         """Start component k at the location and scale of the points in ``partition == k``, and fit q to it.
 
-        ``None`` keeps the plain start: identity flows over the standardised data and a random q.
+        Learned mixture weights (``learn_prior``) start at the parts' shares of the points, as a Gaussian
+        mixture's do: a weight that starts uniform lets a small part's component reach into a big one while
+        the weights are still learning. ``None`` keeps the plain start: identity flows over the standardised
+        data and a random q.
         """
         if partition is None:
             return
@@ -243,6 +246,10 @@ class Trainer:
             if len(members) >= 2:
                 loc[c], scale[c] = members.mean(0), members.std(0).clamp_min(0.05)
         model.flows.affine.initialize(loc, scale)
+        if model.prior_logits.requires_grad:
+            with torch.no_grad():
+                share = torch.bincount(part[part >= 0], minlength=k).to(xs.dtype) + 1.0
+                model.prior_logits.copy_((share / share.sum()).log())
         self.q_hold_until = self.step_count + self.config.q_hold_steps
         opt = make_adam(model.posterior.parameters(), xs.device, lr=1e-2)
         for _ in range(self.config.q_pretrain_steps):

@@ -58,7 +58,8 @@ UNASSIGNED = "rgba(90,90,90,0.55)"
 
 
 #: How the initialisation methods (``TrainConfig.init``) are named for people.
-INIT_LABELS = {"kmeans": "k-means", "spectral": "spectral", "local": "local-scale spectral", "ward": "Ward",
+INIT_LABELS = {"kmeans": "k-means", "spectral": "spectral", "local": "local-scale spectral",
+               "ncut": "repeated two-way cut", "ward": "Ward",
                "gmm": "Gaussian mixture", "labels": "label spreading", "random": "random", "auto": "automatic"}
 
 

@@ -31,11 +31,11 @@ PRESETS: dict[str, Preset] = {p.title: p for p in [
            "and the plain ELBO (no consistency term). Compare it with 'Pinwheel, 5 wings', which adds our start "
            "and the consistency term (docs/RESULTS.md, the ablation).",
            dict(dataset="pinwheel", params={"wings": 5, "radial_std": 0.3, "rate": 0.4}, k=5, depth=8, init="random",
-                consistency=0.0, temperature=1e-3)),
+                consistency=0.0, temperature=1e-3, prior=0)),
     Preset("Two circles, unsupervised (the paper's failure)",
            "The paper's own failure: with the plain start the mixture splits the plane into two halves instead "
            "of two rings, a bad local optimum. (The paper's plain ELBO: the consistency term is off.)",
-           dict(dataset="two circles", params={"noise": 0.04}, k=2, depth=4, init="random", consistency=0.0)),
+           dict(dataset="two circles", params={"noise": 0.04}, k=2, depth=4, init="random", consistency=0.0, prior=0)),
     Preset("Two circles, semi-supervised",
            "32 labelled points per ring (diamonds) are enough to pull each flow onto its own ring.",
            dict(dataset="two circles", params={"noise": 0.04}, k=2, depth=4, n=1088, labels=32)),

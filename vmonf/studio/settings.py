@@ -76,6 +76,13 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in [
             low=1, high=10, query="depth", target="model.depth", cli="--depth"),
     Setting("hidden", "hidden width", "Neurons in each layer of the networks inside the flows.", 64,
             choices=(16, 32, 64, 128), widget="select_slider", query="hidden", target="model.hidden", cli="--hidden"),
+    Setting("prior", "mixture weights π",
+            "learned: π trains with the rest, starting from the starting partition's share of each part, so clusters "
+            "of very different sizes each get a component of their own size. uniform: every π is 1/K, as in the "
+            "paper; a small cluster's component then reaches into its neighbours.", 1, choices=(1, 0),
+            widget="selectbox", query="prior", target="model.learn_prior", cli="--learn-prior",
+            cli_help="1: learn the mixture weights (from the start's shares); 0: uniform, as in the paper.",
+            show=lambda v: "learned" if v else "uniform (the paper)"),
     Setting("lr", "learning rate", "Adam step size. Too high and training diverges.", 3e-3, kind=float,
             choices=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), widget="select_slider", query="lr", target="train.lr",
             cli="--lr", show=_g),
@@ -86,9 +93,10 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in [
             query="labels", target="labelled_per_class", cli="--labels"),
     Setting("init", "initialisation",
             "How the components start before training. auto makes the k-means, spectral, local-scale spectral, "
-            "Ward and Gaussian-mixture partitions (you see each) and keeps the one that cuts the fewest strong "
-            "links between neighbouring points; random is the paper's plain start.", "auto", kind=str,
-            choices=("auto", "kmeans", "spectral", "local", "ward", "gmm", "random"), widget="selectbox", query="init",
+            "Ward, Gaussian-mixture and repeated two-way cut partitions (you see each) and keeps the one that cuts "
+            "the fewest strong links between neighbouring points; random is the paper's plain start.", "auto",
+            kind=str, choices=("auto", "kmeans", "spectral", "local", "ward", "gmm", "ncut", "random"),
+            widget="selectbox", query="init",
             target="train.init", cli="--init"),
     Setting("steps", "stop after (steps)",
             "Training pauses at this step; Resume goes on. 0 = train until you press Stop.", 0, low=0, high=20_000,
