@@ -67,10 +67,10 @@ def test_a_candidate_that_cannot_be_made_is_left_out(monkeypatch):
 
     real = starts.initial_partition
 
-    def failing(x, k, method, seed, y=None):
+    def failing(x, k, method, seed, y=None, **kw):
         if method == "gmm":
             raise ValueError("ill-defined empirical covariance")
-        return real(x, k, method, seed, y)
+        return real(x, k, method, seed, y, **kw)
 
     monkeypatch.setattr(starts, "initial_partition", failing)
     x, _ = make_toy("moons", 300, seed=0)

@@ -16,8 +16,12 @@ from vmonf.model import VMoNFModel
 from vmonf.train import DivergenceError, TrainConfig, Trainer
 
 
-def initial_partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | None = None) -> np.ndarray | None:
+def initial_partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | None = None, *,
+                      affinity=None) -> np.ndarray | None:
     """A starting hard assignment of points to components, or ``None`` for the plain random start.
+
+    ``affinity`` is :func:`local_affinity` of ``x`` where the caller has it already (``local`` and ``ncut``
+    use it), so the automatic start builds the graph once for its candidates and its scores.
 
     Why: identity flows with a random q often let one component swallow the data or leave wrong
     splits (pinwheel-5 stuck at ARI 0.4 on 3/3 seeds). Starting each component at a k-means cluster's
@@ -36,10 +40,10 @@ def initial_partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarr
         return None
     with warnings.catch_warnings():  # sklearn warns about disconnected k-NN graphs; the partition is still usable
         warnings.simplefilter("ignore")
-        return _partition(x, k, method, seed, y)
+        return _partition(x, k, method, seed, y, affinity)
 
 
-def _partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | None) -> np.ndarray:
+def _partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | None, affinity) -> np.ndarray:
     from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
     from sklearn.neighbors import kneighbors_graph
 
@@ -56,9 +60,9 @@ def _partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | No
         return sc.fit_predict(x)
     if method == "local":
         return SpectralClustering(k, affinity="precomputed", random_state=seed,
-                                  assign_labels="cluster_qr").fit_predict(local_affinity(x))
+                                  assign_labels="cluster_qr").fit_predict(_or_local(affinity, x))
     if method == "ncut":
-        return recursive_ncut(local_affinity(x), k, shift_invert=x.shape[1] <= 3)
+        return recursive_ncut(_or_local(affinity, x), k, shift_invert=x.shape[1] <= 3)
     if method == "ward":
         graph = kneighbors_graph(x, n_neighbors=min(10, len(x) - 1), include_self=False)
         return AgglomerativeClustering(k, connectivity=graph, linkage="ward").fit_predict(x)
@@ -73,6 +77,10 @@ def _partition(x: np.ndarray, k: int, method: str, seed: int, y: np.ndarray | No
 
 #: Neighbours per point in :func:`local_affinity`, and the neighbour whose distance sets a point's scale.
 AFFINITY_NEIGHBOURS, SCALE_NEIGHBOUR = 15, 7
+
+
+def _or_local(affinity, x: np.ndarray):
+    return local_affinity(x) if affinity is None else affinity
 
 
 def local_affinity(x: np.ndarray):
@@ -283,9 +291,9 @@ def choose_start(make_trainer, x_np: np.ndarray, y_np: np.ndarray | None, k: int
     return _choose_by_elbo(make_trainer, x_np, k, config, candidates, notify)
 
 
-def _distinct_partitions(x_np: np.ndarray, k: int, config: TrainConfig, candidates: list[str]):
+def _distinct_partitions(x_np: np.ndarray, k: int, config: TrainConfig, candidates: list[str], affinity=None):
     """``(index, name, partition)`` for each candidate whose partition is not a twin of an earlier one; the
-    twins go into the ``skipped`` dict given back beside them."""
+    twins go into the ``skipped`` dict given back beside them. ``affinity``: see :func:`initial_partition`."""
     from sklearn.metrics import adjusted_rand_score
 
     partitions: dict[str, np.ndarray] = {}
@@ -294,7 +302,7 @@ def _distinct_partitions(x_np: np.ndarray, k: int, config: TrainConfig, candidat
     def distinct():
         for index, name in enumerate(candidates, 1):
             try:
-                partition = initial_partition(x_np, k, name, config.seed)
+                partition = initial_partition(x_np, k, name, config.seed, affinity=affinity)
             except (ValueError, np.linalg.LinAlgError):
                 # One candidate cannot be made (a Gaussian mixture's covariance is singular on 784 pixels);
                 # the others still can. With none at all, the caller's error says so.
@@ -316,7 +324,7 @@ def scored_partitions(x_np: np.ndarray, k: int, config: TrainConfig, candidates:
     :func:`normalized_cut` on :func:`local_affinity`; and the ``skipped`` dict of twins. The cut rule keeps
     the first with the lowest cut (``bench/starts.py`` scores the same way)."""
     affinity = local_affinity(x_np)
-    distinct, skipped = _distinct_partitions(x_np, k, config, candidates)
+    distinct, skipped = _distinct_partitions(x_np, k, config, candidates, affinity)
     return ((index, name, partition, normalized_cut(affinity, partition, k))
             for index, name, partition in distinct), skipped
 
