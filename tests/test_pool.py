@@ -68,3 +68,21 @@ def test_workers_outlive_a_closed_fork_server():
     assert srv.proc.poll() is not None and os.path.exists(f"/proc/{w.pid}")
     w.stdin.close()  # a worker whose server is gone reads end of input: it exits by itself
     assert w.wait(30) is not None
+
+
+def test_a_late_answer_never_names_the_next_worker():
+    """A request that timed out while the fork server was still importing is answered later; the next
+    worker must get its own pid, not the late child's (which exits at once: its pipes were closed here)."""
+    srv = pool.ForkServer()
+    try:
+        with pytest.raises(OSError, match="did not answer"):
+            srv.spawn(timeout=0.01)  # the fork server is still importing torch
+        w = srv.spawn()
+        time.sleep(1.5)  # the late child has read the end of its input and exited by now
+        assert w.poll() is None and os.path.exists(f"/proc/{w.pid}")  # this worker waits for its spec
+        w.stdin.write(b"not json\n")  # this pid's process answers on these pipes, then exits with code 2
+        w.stdin.flush()
+        assert w.stdout.read(1) == b"E"
+        assert w.wait(30) == 2
+    finally:
+        srv.close()

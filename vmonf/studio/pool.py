@@ -7,10 +7,14 @@ blocked on a socket (no CPU while idle). Each run is a ``fork()`` of it (tens of
 memory pages stay shared with the server until written.
 
 Protocol, on a Unix ``SOCK_SEQPACKET`` pair (one message per packet):
-- server -> fork server: ``b"S"`` with three file descriptors attached: the child's stdin (read end),
-  stdout and stderr (write ends). The child runs :func:`vmonf.studio.worker.main` on them.
-- fork server -> server: ``b"P <pid>"`` (the forked child), ``b"X <pid> <code>"`` (it exited; code as
-  :class:`subprocess.Popen` gives it, negative for a signal).
+- server -> fork server: ``b"S <n>"`` (request number ``n``) with three file descriptors attached: the child's
+  stdin (read end), stdout and stderr (write ends). The child runs :func:`vmonf.studio.worker.main` on them.
+- fork server -> server: ``b"P <pid> <n>"`` (the child forked for request ``n``), ``b"X <pid> <code>"`` (it
+  exited; code as :class:`subprocess.Popen` gives it, negative for a signal).
+
+A request that timed out (a fork server still importing on a loaded machine) is answered later; its number
+tells that late reply from the next request's, whose worker would otherwise get the wrong pid. The late
+child's pipes were closed on this side, so it reads the end of its input and exits.
 
 Fork safety: the fork server never starts a thread (torch's and OpenMP's pools are created lazily, in
 each child, by the first parallel operation) and only forks from its single thread, as torch's own
@@ -93,7 +97,8 @@ class ForkServer:
         theirs.close()
         self._request = threading.Lock()  # one request at a time: replies come back in order
         self._table = threading.Lock()  # guards _workers and _early_exits (the reader thread writes them)
-        self._replies: queue.Queue[int | None] = queue.Queue()
+        self._replies: queue.Queue[tuple[int, int] | None] = queue.Queue()  # (pid, request number)
+        self._requests = 0
         self._workers: dict[int, ForkedWorker] = {}
         self._early_exits: dict[int, int] = {}  # exits that arrived before their worker was registered
         self.forked = 0
@@ -110,8 +115,13 @@ class ForkServer:
         mine = [pipes[0][1], pipes[1][0], pipes[2][0]]
         try:
             with self._request:
-                socket.send_fds(self._sock, [b"S"], child)
-                pid = self._replies.get(timeout=timeout)
+                self._requests += 1
+                number, end = self._requests, time.monotonic() + timeout
+                socket.send_fds(self._sock, [f"S {number}".encode()], child)
+                while (reply := self._replies.get(timeout=max(0.0, end - time.monotonic()))) is not None:
+                    if reply[1] == number:
+                        break  # older numbers: requests that timed out, answered late
+                pid = None if reply is None else reply[0]
         except (OSError, queue.Empty) as exc:
             for fd in child + mine:
                 os.close(fd)
@@ -142,7 +152,7 @@ class ForkServer:
                 break
             kind, *rest = msg.decode().split()
             if kind == "P":
-                self._replies.put(int(rest[0]))
+                self._replies.put((int(rest[0]), int(rest[1])))
             elif kind == "X":
                 pid, code = int(rest[0]), int(rest[1])
                 with self._table:
@@ -166,6 +176,8 @@ class ForkServer:
             self.proc.wait(5)
         if self.proc.poll() is None:
             self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)  # reaped, so callers see it gone
 
 
 def _watch_orphan(worker: ForkedWorker) -> None:
@@ -274,7 +286,7 @@ def serve(fd: int) -> int:
             _child(fds, [sock.fileno(), wake_r, wake_w])
         for f in fds:
             os.close(f)
-        sock.send(f"P {pid}".encode())
+        sock.send(f"P {pid} {msg.split()[-1].decode()}".encode())
 
 
 def _reap(sock: socket.socket) -> None:
