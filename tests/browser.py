@@ -173,6 +173,16 @@ def metric(page, label: str) -> str | None:
         "} return null; }", label)
 
 
+def page_report(page, chars: int = 600) -> str:
+    """What a page shows, for a failure message: its state metric, any exception, the start of its text."""
+    try:
+        text = " ".join(page.evaluate("document.body.innerText").split())[:chars]
+        errors = page.locator('[data-testid="stException"]').count()
+        return f"state {metric(page, 'state')!r}, {errors} exceptions, text: {text!r}"
+    except Exception as exc:  # noqa: BLE001 - a crashed or closed page says so
+        return f"page not readable: {exc}"
+
+
 def poll(fn, timeout: float, every: float = 0.1):
     """Call ``fn`` until it returns something truthy; that value, or None after ``timeout`` seconds."""
     end = time.monotonic() + timeout

@@ -18,6 +18,7 @@ from browser import (
     load_figures,
     metric,
     open_sessions,
+    page_report,
     poll,
     run_meta,
     step_counter,
@@ -280,8 +281,8 @@ def test_eight_sessions_train_at_once_each_sees_its_own_run(browser):
         pages = open_sessions(browser, url, 8)
         # Here all 8 pages draw within ~65 s; CI machines have been up to 2x slower and noisier.
         if not poll(lambda: all(run_meta(p).get("step") for p in pages), 360):
-            waiting = {i: metric(p, "state") for i, p in enumerate(pages) if not run_meta(p).get("step")}
-            raise AssertionError(f"no frame within 360 s in sessions (state shown): {waiting}; "
+            waiting = {i: page_report(p) for i, p in enumerate(pages) if not run_meta(p).get("step")}
+            raise AssertionError(f"no frame within 360 s in sessions: {waiting}; "
                                  f"{len(worker_pids(proc.pid))} workers; server log tail:\n{server_log(proc)}")
         for i, page in enumerate(pages):
             ds, k = SESSION_RUNS[i]
