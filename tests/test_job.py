@@ -194,9 +194,12 @@ def test_the_start_is_shown_and_stop_while_choosing_keeps_a_model():
                                "q_hold_steps": 20}}
     job = started(**spec)
     try:
-        assert job.wait_for(lambda j: j.latest() is not None and j.latest().meta.get("stage") == "training", 90)
+        assert job.wait_for(lambda j: j.latest() is not None and j.latest().meta.get("stage") == "training"
+                            and j.latest().step > 0, 90)
         assert {"worker", "data", "partition", "first_trained", "chosen"} <= set(job.timeline)
-        assert job.timeline["data"] <= job.timeline["partition"] <= job.timeline["chosen"]
+        # The candidates trained before the choice; the run's first trained frame is the kept model's, after it.
+        assert job.timeline["data"] <= job.timeline["partition"] <= job.timeline["chosen"] <= job.timeline[
+            "first_trained"]
         kept = job.info["init"]
         assert kept in job.info["init_scores"] or kept in job.info["init_skipped"].values()
         frames = job.recording.snapshot_list()

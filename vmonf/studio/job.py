@@ -88,8 +88,8 @@ class TrainingJob:
         self._stderr: list[str] = []
         self._started_at = 0.0
         #: Seconds from start() to each moment of the start: "worker" (the worker's first message), "data",
-        #: "partition", "first_trained" (first frame after a training step), "chosen" (initialisation kept),
-        #: "ari" (first frame of the kept model with ARI >= ARI_REACHED).
+        #: "partition", "chosen" (initialisation kept), "first_trained" (the kept model's first frame after a
+        #: training step), "ari" (first frame of the kept model with ARI >= ARI_REACHED).
         self.timeline: dict[str, float] = {}
         self.ari_reached: tuple[float, int] | None = None  # (seconds since start, step)
         self._candidates: dict[str, list[tuple[float, Snapshot]]] = {}  # frames of each candidate start
@@ -416,8 +416,6 @@ class TrainingJob:
 
                 traceback.print_exc()
         seconds = self._mark(stage if stage in ("data", "partition") else "frame")
-        if snap.step > 0:
-            self._mark("first_trained")
         if stage == "candidate":
             frames = self._candidates.setdefault(snap.meta.get("candidate", ""), [])
             frames.append((seconds, snap))
@@ -427,6 +425,8 @@ class TrainingJob:
             if self._candidates:
                 self._keep_candidate(snap.meta.get("init", ""))
             self._record(seconds, snap)
+            if snap.step > 0:  # (a candidate's trained frames, under the ELBO rule, are not the run's)
+                self._mark("first_trained")
 
     def _keep_candidate(self, name: str) -> None:
         """The worker kept initialisation ``name``: its frames open the recording, the others are dropped."""
