@@ -53,10 +53,6 @@ def _bound_the_shutdown(seconds: float = 5.0) -> None:
 
 _bound_the_shutdown()
 ACTIVE_STATES = states.ACTIVE
-#: Seconds after a run's first trained frame before the page reruns in full to show it outside the live panel.
-#: A full run of the page costs the browser's main thread 0.7-1.9 s when four tabs share 2 cores; at once, it
-#: held back the drawing of that very frame (docs/RESULTS.md, "The live loop").
-SETTLE_S = 1.5
 STATE_LABELS = {
     "created": "not started", "starting": "starting the training process…", "initializing": "initialising…",
     "running": "training", "stepping": "taking a few steps", "paused": "paused", "finished": "paused at the step limit",
@@ -961,6 +957,13 @@ def status_line(job: TrainingJob | None, snap: Snapshot | None, hint: str = "", 
         box.caption(" · ".join(n for n in notes if n))
 
 
+def before_first_frame(key: str) -> None:
+    """What a part of the page outside the live panel shows until the run's first frame: that part is drawn in
+    the page's full runs, and none comes by itself when training begins; the button runs the page."""
+    st.caption("Available once the run shows its first frame.")
+    st.button("Show it", key=key, help="Run the page again, to show the run's latest frame here.")
+
+
 def controls_state(state: str) -> tuple:
     """What the page around the live panel shows for ``state``: which buttons are enabled, and whether the
     panel refreshes itself. States with the same value need no full rerun of the page (a full run took
@@ -1002,11 +1005,12 @@ def live_panel(page: str, render: Callable[[TrainingJob | None, Snapshot | None]
             render(j, snap)
         if j is None:
             return
+        # A full run from inside the panel is kept to what needs one. Under load (8 sessions on 2 cores) such
+        # reruns racing the panel's own timed runs now and then crashed Streamlit's page ("Bad delta path index",
+        # a blank page; docs/RESULTS.md, "The live loop"), so none comes with an ordinary start.
         if controls_state(j.state) != drawn_controls:
             st.rerun()  # e.g. paused, finished or failed: redraw the controls to match
-        if drawn_state in states.PREPARING and (j.since("first_trained") or 0) > SETTLE_S:
-            st.rerun()  # the page outside the panel (its expanders) shows the trained model from now on
-        if not 0.5 < refresh_interval(j, every) / interval < 2:
+        if not 0.5 <= refresh_interval(j, every) / interval <= 2:
             st.rerun()  # the load changed a lot: a full run sets the new interval (only it can)
 
     panel()

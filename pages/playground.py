@@ -222,7 +222,7 @@ def components_ui(job, snap) -> None:
     """Per component: its share of the points, its parameters and how well it fits its points; and a
     button that takes one out of the mixture (controlled annihilation)."""
     if snap is None or snap.get("comp_params") is None:
-        st.caption("Available once the run shows its first frame.")
+        ui.before_first_frame("toy_components_show")
         return
     active = snap.get("active").astype(bool)
     rows = [{"component": c + 1, "in the mixture": bool(active[c]), "share of points": float(snap.get("comp_share")[c]),
@@ -622,7 +622,7 @@ def compare_ui(job) -> None:
     """VMoNF's current state next to a full-covariance GMM fitted on the same points and split."""
     snap = job.latest()
     if snap is None or snap.get("grid_x") is None:
-        st.caption("Available once the run shows its first frame.")
+        ui.before_first_frame("toy_compare_show")
         return
     if not st.button("Fit the Gaussian mixture", key="toy_gmm",
                      help="Fits sklearn's GaussianMixture with the same K on the same training points (a second)."):
