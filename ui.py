@@ -195,16 +195,12 @@ export default function (component) {
     return JSON.stringify([{ ...hm, z: null, zmin: null, zmax: null }, fig.data.slice(1),
                            { ...fig.layout, title: { ...title, text: null }, meta: null }]);
   };
-  const quickDraw = (fig) => {
-    // The heatmap's picture drawn here into the <image> Plotly made for it (a zsmooth-free heatmap on a regular
-    // grid is one pixel per cell, scaled by the browser), and the title's text set in place; Plotly.react per
-    // frame was most of this page's time in the browser (docs/RESULTS.md, "The live loop").
-    const img = el.querySelector(".heatmaplayer image"), text = el.querySelector(".g-gtitle .gtitle");
-    const hm = fig.data[0], [ny, nx] = hm.z.shape.split(",").map(Number);
-    if (!img || !(nx > 0 && ny > 0)) { return false; }
-    const z = new Float32Array(b64bytes(hm.z.bdata).buffer);
-    const stops = hm.colorscale.map((s) => [Number(s[0]), hex(s[1])]);
-    const lo = hm.zmin, span = hm.zmax - hm.zmin || 1;
+  const paintHeat = (h) => {
+    // A density picture h = {z, nx, ny, lo, span, stops} into the <image> Plotly made for the heatmap (a
+    // zsmooth-free heatmap on a regular grid is one pixel per cell, scaled by the browser).
+    const img = el.querySelector(".heatmaplayer image");
+    if (!img) { return false; }
+    const { z, nx, ny, lo, span, stops } = h;
     const cv = el.__vmonfHeat || (el.__vmonfHeat = document.createElement("canvas"));
     cv.width = nx;
     cv.height = ny;
@@ -225,6 +221,54 @@ export default function (component) {
     }
     ctx.putImageData(pix, 0, 0);
     img.setAttributeNS("http://www.w3.org/1999/xlink", "xlink:href", cv.toDataURL("image/png"));
+    return true;
+  };
+  const heatOf = (fig) => {
+    const hm = fig.data && fig.data[0];
+    if (!hm || hm.type !== "heatmap" || !hm.z || !hm.z.bdata || !hm.z.shape || !Array.isArray(hm.colorscale) ||
+        !hm.colorscale.every((s) => hex(s[1]))) { return null; }
+    const [ny, nx] = hm.z.shape.split(",").map(Number), z = new Float32Array(b64bytes(hm.z.bdata).buffer);
+    if (!(nx > 0 && ny > 0) || z.length !== nx * ny) { return null; }
+    return { z, nx, ny, lo: hm.zmin, span: hm.zmax - hm.zmin || 1,
+             stops: hm.colorscale.map((s) => [Number(s[0]), hex(s[1])]), scale: JSON.stringify(hm.colorscale) };
+  };
+  // Between two frames the density glides from the one shown to the new one, in steps of TWEEN_MS over about the
+  // time frames have been coming apart (at most TWEEN_MAX_MS): a frame's density is fully shown that long after it
+  // arrives. Only the picture moves (a 64x64 image, ~1 ms a step); the points, the title and the hover values are
+  // the new frame's at once. dataset.tweens counts these in-between pictures, dataset.updates the frames.
+  const TWEEN_MS = 80, TWEEN_MAX_MS = 500;
+  const glide = (to) => {
+    const from = el.__vmonfShown, token = {};
+    el.__vmonfTween = token;
+    const now = performance.now();
+    if (el.__vmonfArrived) { el.__vmonfGap = 0.7 * (el.__vmonfGap || 250) + 0.3 * (now - el.__vmonfArrived); }
+    el.__vmonfArrived = now;
+    const same = from && from.nx === to.nx && from.ny === to.ny && from.scale === to.scale;
+    const dur = same ? Math.min(TWEEN_MAX_MS, 0.9 * (el.__vmonfGap || 250)) : 0;
+    const step = () => {
+      if (el.__vmonfTween !== token || !el.isConnected) { return; }  // a newer frame took over
+      const a = dur > 0 ? Math.min(1, (performance.now() - now) / dur) : 1;
+      let shown = to;
+      if (a < 1) {
+        const z = new Float32Array(to.z.length);
+        for (let i = 0; i < z.length; i++) { z[i] = from.z[i] + (to.z[i] - from.z[i]) * a; }
+        shown = { ...to, z, lo: from.lo + (to.lo - from.lo) * a, span: from.span + (to.span - from.span) * a };
+      }
+      if (!paintHeat(shown)) { return; }
+      el.__vmonfShown = shown;
+      if (a < 1) {
+        el.dataset.tweens = String(Number(el.dataset.tweens || 0) + 1);
+        setTimeout(step, TWEEN_MS);
+      }
+    };
+    if (dur > 0) { setTimeout(step, TWEEN_MS); } else { step(); }
+  };
+  const quickDraw = (fig) => {
+    // The heatmap's picture drawn here (glide), and the title's text set in place; Plotly.react per frame was most
+    // of this page's time in the browser (docs/RESULTS.md, "The live loop").
+    const text = el.querySelector(".g-gtitle .gtitle"), to = heatOf(fig);
+    if (!to || !el.querySelector(".heatmaplayer image")) { return false; }
+    glide(to);
     if (text && fig.layout.title) { text.textContent = fig.layout.title.text || ""; }
     el.__vmonfPoints = fig.points || null;
     paintPoints();
@@ -265,6 +309,9 @@ export default function (component) {
         }
         el.__vmonfQuickKey = key;
         el.__vmonfFull = t0;
+        el.__vmonfTween = null;  // Plotly drew this frame's own picture: the next glide starts from it
+        el.__vmonfShown = key === null ? null : heatOf(fig);
+        el.__vmonfArrived = performance.now();
       }
       el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
       el.dataset.updates = String(Number(el.dataset.updates) + 1);

@@ -95,7 +95,8 @@ CHART_STATE = """() => {
   if (c && c.width) { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                       for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) { n++; } } }
   const t = el.querySelector('.gtitle');
-  return { points_painted: n, quick: Number(el.dataset.quick || 0), step: el.dataset.step,
+  return { points_painted: n, quick: Number(el.dataset.quick || 0), tweens: Number(el.dataset.tweens || 0),
+           step: el.dataset.step,
            title: t ? t.textContent : '' };
 }"""
 
@@ -114,11 +115,15 @@ def test_trains_live_updates_and_pauses(server, browser):
     assert chart["points_painted"] > 2000, "the points are painted on the chart's canvas"
     assert chart["quick"] >= 1, "frames that change only the density and the title are drawn without Plotly"
     assert f"step {chart['step']}" in chart["title"], "the title shows the frame that was drawn"
+    assert chart["tweens"] >= 1, "the density glides from one frame to the next"
     click(page, "Pause")
     wait_until(lambda: page.get_by_text("paused", exact=True).count() > 0, timeout=15)
     a = step_counter(page)
     time.sleep(1.5)
+    glides = page.evaluate(CHART_STATE)["tweens"]
+    time.sleep(1.5)
     assert step_counter(page) == a, "Pause stops the counter"
+    assert page.evaluate(CHART_STATE)["tweens"] == glides, "with no new frame the density comes to rest"
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     page.close()
