@@ -123,7 +123,7 @@ class ForkServer:
                         break  # older numbers: requests that timed out, answered late
                 pid = None if reply is None else reply[0]
         except (OSError, queue.Empty) as exc:
-            for fd in child + mine:
+            for fd in mine:  # (the child's ends are closed below, once: a second close could hit a reused number)
                 os.close(fd)
             raise OSError(f"the warm worker process did not answer ({exc or 'timed out'})") from None
         finally:
