@@ -387,11 +387,6 @@ class TrainingJob:
                 for key in [k for k in self._spec_before if k <= done]:
                     del self._spec_before[key]
 
-    def since(self, moment: str) -> float | None:
-        """Seconds since ``moment`` of the :attr:`timeline` (None before it happened)."""
-        at = self.timeline.get(moment)
-        return None if at is None else time.monotonic() - self._started_at - at
-
     def _mark(self, moment: str) -> float:
         now = time.monotonic() - self._started_at
         self.timeline.setdefault(moment, round(now, 3))
