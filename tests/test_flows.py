@@ -139,6 +139,26 @@ def test_fused_path_matches_the_modules_in_value_and_gradient(d, dtype):
         torch.testing.assert_close(g, g_ref, **tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("d", "n"), [(2, N), (3, N), (5, N), (2, 1)])
+def test_fused_inverse_matches_the_modules_and_undoes_forward(d, n, dtype):
+    """Without gradients the way back is fused (vmonf/fused.py): the same points and log-det as the modules,
+    the forward pass undone, and the caller's ``z`` left alone (one point: its transpose is ``z`` itself)."""
+    flows = randomize(ComponentFlows(K, d, 4, 8)).to(dtype)
+    x = torch.randn(K, n, d, dtype=dtype)
+    tol = {} if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        z, ld = flows(x)
+        kept = z.clone()
+        x_back, ld_inv = flows.inverse(z)
+        x_ref, ld_ref = flows.inverse_modules(z)
+    torch.testing.assert_close(z, kept, rtol=0, atol=0)
+    torch.testing.assert_close(x_back, x_ref, **tol)
+    torch.testing.assert_close(ld_inv, ld_ref, **tol)
+    torch.testing.assert_close(x_back, x, **tol)
+    torch.testing.assert_close(ld_inv, -ld, **tol)
+
+
 def test_fused_path_passes_gradcheck():
     flows = randomize(ComponentFlows(2, 3, 2, 4))
     x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)

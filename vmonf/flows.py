@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from vmonf.fused import coupling_plan, coupling_stack
+from vmonf.fused import coupling_plan, coupling_stack, coupling_stack_inverse
 
 FlowType = Literal["realnvp", "maf"]
 
@@ -323,7 +323,17 @@ class ComponentFlows(nn.Module):
         return z, total
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Map base points ``z`` of shape ``(K, N, D)`` to data space, component k through flow k."""
+        """Map base points ``z`` of shape ``(K, N, D)`` to data space, component k through flow k; returns the
+        points and the inverse map's log-determinant ``(K, N)``. Without gradients, plain couplings take the
+        fused way back (:func:`~vmonf.fused.coupling_stack_inverse`)."""
+        if self.fused and not torch.is_grad_enabled():
+            plan = tuple((b.pass_idx, b.trans_idx, b.out_idx) for b in self.blocks)
+            return coupling_stack_inverse(z, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale,
+                                          self._fused_parameters())
+        return self.inverse_modules(z)
+
+    def inverse_modules(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`inverse` through the modules one by one (with autograd); the fused way back must agree with it."""
         total = z.new_zeros(z.shape[:2])
         for block in reversed(self.blocks):
             z, ld = block.inverse(z)
