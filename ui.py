@@ -143,7 +143,12 @@ export default function (component) {
       }
     });
   }
-  const b64bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const b64bytes = (b64) => {
+    // A plain loop: Uint8Array.from with a mapping function took ~5 ms a frame for the density and the points.
+    const s = atob(b64), out = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) { out[i] = s.charCodeAt(i); }
+    return out;
+  };
   const paintPoints = (ranges) => {
     // The points (figures.canvas_points) on a canvas over the plot area, between Plotly's plot layer and its
     // hover layer, mapped through the axes as they are now (or as a pan in progress has them: ``ranges``).
@@ -187,12 +192,14 @@ export default function (component) {
   const quickKey = (fig) => {
     // A frame that differs from the last one Plotly drew only in the heatmap's values, the title and meta can be
     // drawn without Plotly (quickDraw); anything else (warp lines, samples, the posterior view, a slider, a new
-    // legend) goes through Plotly.react. null: never quick.
+    // legend) goes through Plotly.react. The heatmap's hover text may differ too (a frame with no density yet has
+    // none): Plotly's next redraw brings it (FULL_MS). null: never quick.
     const hm = fig.data && fig.data[0], title = fig.layout && fig.layout.title;
     if (!hm || hm.type !== "heatmap" || hm.opacity === 0 || !hm.z || !hm.z.bdata || !hm.z.shape ||
         !Array.isArray(hm.colorscale) || !hm.colorscale.every((s) => hex(s[1])) || fig.layout.sliders ||
         (title && /[<&]/.test(title.text || ""))) { return null; }
-    return JSON.stringify([{ ...hm, z: null, zmin: null, zmax: null }, fig.data.slice(1),
+    return JSON.stringify([{ ...hm, z: null, zmin: null, zmax: null, hovertemplate: null, hoverinfo: null },
+                           fig.data.slice(1),
                            { ...fig.layout, title: { ...title, text: null }, meta: null }]);
   };
   const paintHeat = (h) => {
@@ -229,7 +236,7 @@ export default function (component) {
         !hm.colorscale.every((s) => hex(s[1]))) { return null; }
     const [ny, nx] = hm.z.shape.split(",").map(Number), z = new Float32Array(b64bytes(hm.z.bdata).buffer);
     if (!(nx > 0 && ny > 0) || z.length !== nx * ny) { return null; }
-    return { z, nx, ny, lo: hm.zmin, span: hm.zmax - hm.zmin || 1,
+    return { z, nx, ny, lo: hm.zmin, span: hm.zmax - hm.zmin || 1, finite: z.some(Number.isFinite),
              stops: hm.colorscale.map((s) => [Number(s[0]), hex(s[1])]), scale: JSON.stringify(hm.colorscale) };
   };
   // Between two frames the density glides from the one shown to the new one, in steps of TWEEN_MS over about the
@@ -243,7 +250,7 @@ export default function (component) {
     const now = performance.now();
     if (el.__vmonfArrived) { el.__vmonfGap = 0.7 * (el.__vmonfGap || 250) + 0.3 * (now - el.__vmonfArrived); }
     el.__vmonfArrived = now;
-    const same = from && from.nx === to.nx && from.ny === to.ny && from.scale === to.scale;
+    const same = from && from.finite && from.nx === to.nx && from.ny === to.ny && from.scale === to.scale;
     const dur = same ? Math.min(TWEEN_MAX_MS, 0.9 * (el.__vmonfGap || 250)) : 0;
     const step = () => {
       if (el.__vmonfTween !== token || !el.isConnected) { return; }  // a newer frame took over
@@ -274,44 +281,63 @@ export default function (component) {
     paintPoints();
     return true;
   };
-  const draw = (fig) => {
+  // Plotly redraws a frame drawn without it (its hover values and its own picture) FULL_MS after it last drew. A
+  // feed's chart does it between frames, when a poll finds no newer one, or with the next frame after FULL_MAX_MS:
+  // a new frame never waits for Plotly while a busy browser (four tabs on two cores) keeps them coming.
+  const FULL_MS = 1000, FULL_MAX_MS = 3000;
+  const plotFull = async (Plotly, fig) => {
+    // A figure with a Plotly slider (the flow scrubber) keeps the stage the user slid to when a newer
+    // figure of the same slider arrives (training went on): the slider lives in the browser.
+    const was = el.layout && el.layout.sliders && el.layout.sliders[0];
+    const now = fig.layout && fig.layout.sliders && fig.layout.sliders[0];
+    const keep = was && now && was.name === now.name && was.steps.length === now.steps.length &&
+      was.active !== now.active ? was.active : null;
+    const t0 = performance.now(), key = quickKey(fig);
+    el.__vmonfPoints = fig.points || null;
+    el.__vmonfPainted = false;  // Plotly's afterplot paints them once, if it fires; else once after react
+    el.__vmonfOwed = null;
+    await Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
+    if (!el.__vmonfPointHooks) {
+      el.__vmonfPointHooks = true;
+      el.on("plotly_afterplot", () => { el.__vmonfPainted = true; paintPoints(); });  // also zoom, pan, resize
+      el.on("plotly_relayouting", (ev) => {  // a pan or zoom while it lasts
+        const x = [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
+        const y = [ev["yaxis.range[0]"], ev["yaxis.range[1]"]];
+        paintPoints(x[0] === undefined || y[0] === undefined ? null : { x, y });
+      });
+    }
+    if (!el.__vmonfPainted) { paintPoints(); }
+    if (keep !== null) {
+      await Plotly.update(el, now.steps[keep].args[0], { ...now.steps[keep].args[1], "sliders[0].active": keep });
+    }
+    el.__vmonfQuickKey = key;
+    el.__vmonfFull = t0;
+    el.__vmonfTween = null;  // Plotly drew this frame's own picture: the next glide starts from it
+    el.__vmonfShown = key === null ? null : heatOf(fig);
+    el.__vmonfArrived = performance.now();
+  };
+  const catchUp = () => {
+    // The frame on screen, drawn without Plotly, through Plotly (see FULL_MS); between frames only.
+    const fig = el.__vmonfOwed;
+    if (!fig || performance.now() - el.__vmonfFull < FULL_MS) { return Promise.resolve(); }
+    return window.__vmonfPlotly.then(async (Plotly) => {
+      const t0 = performance.now();
+      await plotFull(Plotly, fig);
+      el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
+    });
+  };
+  const draw = (fig, fullAfter = FULL_MS) => {
     el.dataset.received = String(Number(el.dataset.received || 0) + 1);  // new frames; "updates" counts drawn ones
     el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
     return window.__vmonfPlotly.then(async (Plotly) => {
       const t0 = performance.now();
-      // A figure with a Plotly slider (the flow scrubber) keeps the stage the user slid to when a newer
-      // figure of the same slider arrives (training went on): the slider lives in the browser.
-      const was = el.layout && el.layout.sliders && el.layout.sliders[0];
-      const now = fig.layout && fig.layout.sliders && fig.layout.sliders[0];
-      const keep = was && now && was.name === now.name && was.steps.length === now.steps.length &&
-        was.active !== now.active ? was.active : null;
-      // Plotly itself at least once a second, so its hover values and its own picture stay current.
-      const key = quickKey(fig), quick = key !== null && key === el.__vmonfQuickKey && t0 - el.__vmonfFull < 1000 &&
-        quickDraw(fig);
+      const key = quickKey(fig), quick = key !== null && key === el.__vmonfQuickKey &&
+        t0 - el.__vmonfFull < fullAfter && quickDraw(fig);
       if (quick) {
         el.dataset.quick = String(Number(el.dataset.quick || 0) + 1);
+        el.__vmonfOwed = fig;
       } else {
-        el.__vmonfPoints = fig.points || null;
-        el.__vmonfPainted = false;  // Plotly's afterplot paints them once, if it fires; else once after react
-        await Plotly.react(el, fig.data, fig.layout, { responsive: true, displaylogo: false });
-        if (!el.__vmonfPointHooks) {
-          el.__vmonfPointHooks = true;
-          el.on("plotly_afterplot", () => { el.__vmonfPainted = true; paintPoints(); });  // also zoom, pan, resize
-          el.on("plotly_relayouting", (ev) => {  // a pan or zoom while it lasts
-            const x = [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
-            const y = [ev["yaxis.range[0]"], ev["yaxis.range[1]"]];
-            paintPoints(x[0] === undefined || y[0] === undefined ? null : { x, y });
-          });
-        }
-        if (!el.__vmonfPainted) { paintPoints(); }
-        if (keep !== null) {
-          await Plotly.update(el, now.steps[keep].args[0], { ...now.steps[keep].args[1], "sliders[0].active": keep });
-        }
-        el.__vmonfQuickKey = key;
-        el.__vmonfFull = t0;
-        el.__vmonfTween = null;  // Plotly drew this frame's own picture: the next glide starts from it
-        el.__vmonfShown = key === null ? null : heatOf(fig);
-        el.__vmonfArrived = performance.now();
+        await plotFull(Plotly, fig);
       }
       el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
       el.dataset.updates = String(Number(el.dataset.updates) + 1);
@@ -450,9 +476,11 @@ export default function (component) {
           if (n && n !== seen) {
             const f = await fetch(`${frames}.${Number(n)}.json.gz`);
             if (f.ok) {
-              await draw(await new Response(f.body.pipeThrough(new DecompressionStream("gzip"))).json());
+              await draw(await new Response(f.body.pipeThrough(new DecompressionStream("gzip"))).json(), FULL_MAX_MS);
               seen = n;
             }
+          } else if (n) {
+            await catchUp();
           }
         } catch (e) { seen = null; }  // not there yet, or cut off: fetch again
         // A full pause after each poll, however long it took: on a loaded server the polls space out by

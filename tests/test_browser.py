@@ -144,15 +144,19 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
     assert step_counter(page) is None  # nothing trained yet: the points alone
     assert page.evaluate(CHART_STATE)["points_painted"] > 2000
     click(page, "Start")
-    seen = []
+    seen, drawn = [], []  # drawn: (frames drawn, of them without Plotly) while a partition was on screen
     end = time.monotonic() + 120
     while time.monotonic() < end and not (seen and seen[-1][0] == "training"):
         meta = run_meta(page)
         if meta.get("stage") and (not seen or seen[-1] != (meta["stage"], meta.get("candidate"))):
             seen.append((meta["stage"], meta.get("candidate")))
+        if meta.get("stage") == "partition":
+            drawn.append((live_updates(page)[0][0], page.evaluate(CHART_STATE)["quick"]))
         time.sleep(0.02)
     stages = [stage for stage, _ in seen]
     assert "partition" in stages and stages[-1] == "training", seen
+    if drawn and drawn[-1][0] > drawn[0][0]:  # a partition drawn after another: only its points changed
+        assert drawn[-1][1] > drawn[0][1], f"a new partition went through Plotly: {drawn}"
     assert stages.index("partition") < stages.index("training")
     assert {c for stage, c in seen if stage == "partition"} <= {"kmeans", "spectral", "local", "ward", "gmm", "ncut"}
     # which one was kept, and why

@@ -1,5 +1,6 @@
 """Figures are pure: a snapshot in, a valid plotly figure out, with axes that never move between frames."""
 
+import base64
 import json
 
 import numpy as np
@@ -80,6 +81,27 @@ def test_live_points_leave_the_traces(frames):
     assert live["points"]["n"] == len(frames[1].get("points")) - (0 if labelled is None else int(labelled.sum()))
     assert "points" not in [t.get("name") for t in live["data"]] and "points" in [t.get("name") for t in still["data"]]
     assert "points" not in still
+
+
+@pytest.mark.parametrize("log_scale", [True, False])
+def test_the_data_alone_has_a_blank_density_of_the_same_heatmap(log_scale):
+    """Before a model exists the heatmap is there, blank (every cell at the scale's white bottom) and with no hover
+    values, so the live chart can draw the first density into it; apart from z and hover it is the same trace."""
+    from vmonf.studio.capture import data_snapshot
+
+    x, y = make_toy("moons", 200, seed=1)
+    view = make_view(x, y, grid=20)
+    data = figures.density_spec(data_snapshot(view, 2, {"step": 0}), log_scale=log_scale)
+    hm = data["data"][0]
+    z = np.frombuffer(base64.b64decode(hm["z"]["bdata"]), np.float32)
+    assert hm["type"] == "heatmap" and np.all(z == hm["zmin"]) and hm["colorscale"][0][1] == "#ffffff"
+    assert hm["hoverinfo"] == "skip" and "hovertemplate" not in hm
+    model = VMoNFModel(ModelConfig(2, 2, depth=1, hidden=8))
+    with torch.no_grad():
+        trained = figures.density_spec(take_snapshot(model, view, [], {"step": 1}), log_scale=log_scale)["data"][0]
+    drop = ("z", "zmin", "zmax", "hoverinfo", "hovertemplate")
+    assert {k: v for k, v in hm.items() if k not in drop} == {k: v for k, v in trained.items() if k not in drop}
+    assert np.isfinite(np.frombuffer(base64.b64decode(trained["z"]["bdata"]), np.float32)).all()
 
 
 def test_image_figures_need_image_snapshots(frames):

@@ -125,7 +125,8 @@ def density_spec(
     else:
         z = snap.get("comp_log_density")[component]
         what = f"density of component {component + 1}"
-    if z is None:  # the data alone, before any flow exists: no density to draw
+    blank = z is None  # the data alone, before any flow exists: no density to draw
+    if blank:
         z = np.full((len(gy), len(gx)), np.nan, dtype=np.float32)
         background = "density"
     z = np.asarray(z, dtype=np.float32)
@@ -136,11 +137,16 @@ def density_spec(
     else:
         z = np.exp(z - peak)
         zmin, zmax = 0.0, 1.0
+    if blank:
+        # Every cell at the scale's white bottom, the plot's own background: Plotly makes no picture for a heatmap of
+        # NaN alone, and with one already there the live chart draws the first density into it without Plotly.
+        z = np.full_like(z, zmin)
+    hover = dict(hoverinfo="skip") if blank else dict(
+        hovertemplate="x=%{x:.2f}<br>y=%{y:.2f}<br>" + ("log p=%{z:.2f}" if log_scale else "p/p_max=%{z:.2f}")
+        + "<extra></extra>")
     traces = [dict(
         type="heatmap", x=packed(gx), y=packed(gy), z=packed(z), zmin=zmin, zmax=zmax, colorscale=DENSITY_SCALE,
-        showscale=False, name="density",
-        hovertemplate="x=%{x:.2f}<br>y=%{y:.2f}<br>" + ("log p=%{z:.2f}" if log_scale else "p/p_max=%{z:.2f}")
-        + "<extra></extra>",
+        showscale=False, name="density", **hover,
     )]
     k = len(snap.get("pi"))
     point_layer = None
