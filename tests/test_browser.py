@@ -567,7 +567,8 @@ def test_a_watch_link_shows_the_run_live_adds_no_worker_and_cannot_pause_it(serv
     watcher.locator("h1", has_text="Watch a run").first.wait_for(timeout=30_000)
     first = wait_until(lambda: live_updates(watcher) and live_updates(watcher)[0][1], timeout=30)
     wait_until(lambda: live_updates(watcher)[0][1] > first, timeout=30)  # the steps rise on the watcher's chart
-    assert set(worker_pids(proc.pid)) == workers, "watching started no training"
+    # (a worker of an earlier test may end meanwhile: only a new one would be the watcher's)
+    assert not set(worker_pids(proc.pid)) - workers, "watching started no training"
     assert run_meta(watcher).get("dataset") == "moons" and run_meta(watcher).get("k") == 2
     for name in ("Start", "Pause", "Resume", "Step", "Stop", "Reset"):
         assert watcher.get_by_role("button", name=name, exact=True).count() == 0, name
