@@ -400,6 +400,13 @@ class TrainingJob:
             gap = now - self._last_arrival
             self.snapshot_interval = gap if not self.snapshot_interval else 0.7 * self.snapshot_interval + 0.3 * gap
         self._last_arrival = now
+        # The frame's moments are marked before its viewers draw it, so its own figure carries them (the
+        # timeline in a chart's meta, which bench/live_ui.py reads).
+        seconds = self._mark(stage if stage in ("data", "partition") else "frame")
+        if stage == "training":
+            self._mark("chosen")  # the first frame after the choice names the kept initialisation
+            if snap.step > 0:  # (a candidate's trained frames, under the ELBO rule, are not the run's)
+                self._mark("first_trained")
         with self._lock:
             self._latest = snap
             listeners = self._listeners
@@ -410,18 +417,14 @@ class TrainingJob:
                 import traceback
 
                 traceback.print_exc()
-        seconds = self._mark(stage if stage in ("data", "partition") else "frame")
         if stage == "candidate":
             frames = self._candidates.setdefault(snap.meta.get("candidate", ""), [])
             frames.append((seconds, snap))
             del frames[: -self.recording.max_frames]
         elif stage == "training":
-            self._mark("chosen")  # the first frame after the choice names the kept initialisation
             if self._candidates:
                 self._keep_candidate(snap.meta.get("init", ""))
             self._record(seconds, snap)
-            if snap.step > 0:  # (a candidate's trained frames, under the ELBO rule, are not the run's)
-                self._mark("first_trained")
 
     def _keep_candidate(self, name: str) -> None:
         """The worker kept initialisation ``name``: its frames open the recording, the others are dropped."""
