@@ -182,6 +182,9 @@ def test_the_cut_choice_shows_each_partition_and_trains_only_the_kept_start():
         assert job.timeline["data"] <= job.timeline["partition"] <= job.timeline["chosen"]
         frames = job.recording.snapshot_list()
         assert frames[0].step == 0 and frames[0].meta.get("init") == kept
+        # Training waits for its first trained frame (the one a user waits for after Start): it shows step 1.
+        trained = [m["step"] for m in seen if m.get("stage") == "training" and m.get("step", 0) > 0]
+        assert trained[0] == 1, trained[:5]
     finally:
         job.stop()
 

@@ -29,6 +29,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import BinaryIO
 
@@ -347,7 +348,8 @@ def _draw_frames(down: int, up: int) -> int:
     from vmonf.model import ModelConfig, VMoNFModel
     from vmonf.studio.capture import View
 
-    threading.Timer(START_BOOST, lower_thread_priority, kwargs={"tid": threading.get_native_id()}).start()
+    boost = threading.Timer(START_BOOST, lower_thread_priority, kwargs={"tid": threading.get_native_id()})
+    boost.start()
     torch.set_num_threads(1)
     source, sink = os.fdopen(down, "rb"), os.fdopen(up, "wb")
     drawer = model = x_val = None
@@ -367,6 +369,10 @@ def _draw_frames(down: int, up: int) -> int:
         elif kind == b"M" and drawer is not None:
             model.load_state_dict({k: torch.from_numpy(a) for k, a in arrays.items()})
             drawer.draw(model, {**info, "x_val": x_val})
+            if boost is not None and info.get("step", 0) > 0 and info.get("meta", {}).get("stage") == "training":
+                boost.cancel()  # the first trained frame is drawn: the start is over (START_BOOST)
+                boost = None
+                lower_thread_priority()
     return 0
 
 
@@ -460,6 +466,7 @@ class Session:
         self._last_snap = self._window_t = time.perf_counter()
         self.trained_frame_sent = False  # a frame of the kept start after its first training step
         self._window_steps, self._snap_cost = 0, 0.0
+        self.start_done: Callable[[], object] = lambda: None  # after the first trained frame (main: START_BOOST)
 
     def start_renderer(self) -> None:
         """Draw frames beside training from now on: in the drawing process for 2-D data where there is one,
@@ -556,7 +563,7 @@ class Session:
             if isinstance(renderer, Renderer):
                 renderer.wait()
             elif renderer.wait(NOW_WAIT) and renderer.submit(tr.model, job) and renderer.wait(NOW_WAIT):
-                self._last_snap = time.perf_counter()
+                self._sent()
                 return
             renderer = None  # a thread, a gone process, or one starved of CPU (a busy machine): draw here
         if renderer is None:
@@ -565,8 +572,11 @@ class Session:
             self._snap_cost = time.perf_counter() - t0
         elif not renderer.submit(tr.model, job):
             return  # still drawing the last one: try again after the next step
+        self._sent()
+
+    def _sent(self) -> None:
         self._last_snap = time.perf_counter()
-        self.trained_frame_sent = self.trained_frame_sent or (self.stage == "training" and tr.step_count > 0)
+        self.trained_frame_sent = self.trained_frame_sent or (self.stage == "training" and self.trainer.step_count > 0)
 
     def checkpoint(self) -> None:
         from vmonf.checkpoint import checkpoint_bytes
@@ -588,10 +598,14 @@ class Session:
             spacing = 4 * self._snap_cost
         else:
             spacing = (2.0 if isinstance(self.renderer, Renderer) else FRAME_SPACING) * self.renderer.cost
-        # The first trained frame goes out as soon as the drawing process is free: it is the one a user waits for
-        # after Start (with four runs starting together, the pacing alone held it back about a second).
-        gap = max(self.spec.snapshot_interval, spacing if self.trained_frame_sent else 0.0)
-        if now - self._last_snap >= gap:
+        if not self.trained_frame_sent and self.stage == "training":
+            # The first trained frame is the one a user waits for after Start: training waits until it is drawn,
+            # so the drawing process has this run's CPU to itself meanwhile (with four runs starting together,
+            # it drew beside its own training and three others' at the same priority).
+            self.snapshot(now=True)
+            self.start_done()
+            return
+        if now - self._last_snap >= max(self.spec.snapshot_interval, spacing):
             self.snapshot()
 
     # -- the start, shown as it is chosen ---------------------------------------------------------
@@ -855,11 +869,12 @@ def lower_thread_priority(nice: int = FRAME_NICE, tid: int | None = None) -> Non
         pass  # not allowed here, or the thread is gone: it keeps its priority
 
 
-#: Seconds a new worker (and its drawing process) runs at the server's priority before lowering it to NICE:
-#: the start (data, partition, first frames) is what the person who pressed Start waits for. With four runs
-#: started together beside four browser tabs, their first trained frames came after 11-17 s at NICE from
-#: the start (docs/RESULTS.md, "The live loop").
-START_BOOST = float(os.environ.get("VMONF_START_BOOST", "4"))
+#: A new worker (and its drawing process) runs at the server's priority until its first trained frame is drawn,
+#: at most this many seconds, then at NICE: the start (data, partition, first frames) is what the person who
+#: pressed Start waits for. With four runs started together beside four browser tabs, their first trained frames
+#: came after 11-17 s at NICE from the start; with a fixed 4 s, a run whose start took longer drew its first
+#: trained frame at NICE beside three others training (docs/RESULTS.md, "The live loop").
+START_BOOST = float(os.environ.get("VMONF_START_BOOST", "8"))
 
 
 def lower_priority(nice: int = NICE, tid: int | None = None) -> None:
@@ -904,9 +919,12 @@ def main() -> int:
     frames = ProcessRenderer.fork() if spec.dataset not in IMAGE_DATASETS and spec.grid > 0 else None
     commands: queue.Queue = queue.Queue()
     threading.Thread(target=_read_commands, args=(sys.stdin, commands), daemon=True).start()
-    threading.Timer(START_BOOST, lower_priority, kwargs={"tid": threading.get_native_id()}).start()
+    tid = threading.get_native_id()
+    boost = threading.Timer(START_BOOST, lower_priority, kwargs={"tid": tid})
+    boost.start()
     try:
         session = Session(spec, out, commands, frame_process=frames)
+        session.start_done = lambda: (boost.cancel(), lower_priority(tid=tid))
         session.prepare()
     except (ValueError, TypeError) as exc:
         write_message(out, EVENT, json.dumps({"state": "error", "message": str(exc)}).encode())
