@@ -9,7 +9,11 @@ time, so the speed ratio compares like with like. Then the same for --seconds wi
 density chart (the point probe asks the run at every place), and, showing a component's flow warp, for --seconds
 without and --seconds with the flow scrubber's slider moving. Then four sessions press Start together.
 
-    python bench/live_ui.py [--seconds 15] [--sessions 4]
+    python bench/live_ui.py [--seconds 15] [--sessions 4] [--rounds 1] [--sessions-only]
+
+``--rounds N`` repeats the sessions pressing Start together N times (each round stops its runs and waits for their
+workers to end before the next), and prints each round and the median over rounds: on two shared cores one round
+varies by seconds. ``--sessions-only`` leaves out the one-session part.
 
 The first trained frame is timed by the page itself: the chart stamps the wall clock when it first draws a frame
 past step 0 (``dataset.firstAt``), against the wall clock just before the click. The bench's own polls of the
@@ -41,6 +45,7 @@ from browser import (  # noqa: E402
     step_counter,
     streamlit_server,
     wait_for_fork_server,
+    worker_pids,
 )
 
 HEADLESS = """
@@ -108,8 +113,8 @@ def watch_start(pages: list, timeout: float) -> list[dict]:
 
 
 def later_timelines(pages: list, seen: list[dict]) -> None:
-    """Each page's job timeline as a later frame carries it: a frame's figure is built before the job marks that
-    frame's own moments (the first trained one included)."""
+    """Each page's job timeline as its latest frame carries it (moments after the polls above ended included), and
+    the page's own clock of its first trained frame."""
     for page, s in zip(pages, seen, strict=True):
         if "timeline" in (meta := run_meta(page)):
             s["timeline"] = meta["timeline"]
@@ -192,15 +197,66 @@ def stage_shares(t: dict) -> str:
     return text + f"; first trained frame at {t.get('first_trained', float('nan')):.2f}s"
 
 
+def sessions_together(browser, url: str, server_pid: int, n: int) -> tuple[list[dict], int]:
+    """``n`` sessions press Start together: what each showed when (watch_start), and how many moved on within 3 s.
+    Their runs are stopped and their tabs closed before this returns, once their workers have ended."""
+    pages = [open_page(browser, url) for _ in range(n)]
+    wait_for_fork_server(server_pid)
+    before = set(worker_pids(server_pid))
+    many = watch_start(pages, timeout=60)
+    time.sleep(1)
+    later_timelines(pages, many)
+    later = [run_meta(p).get("step") or 0 for p in pages]
+    time.sleep(3)
+    trains = sum((run_meta(p).get("step") or 0) != n for p, n in zip(pages, later, strict=True))
+    mine = set(worker_pids(server_pid)) - before
+    for page in pages:
+        stop = page.get_by_role("button", name="Stop", exact=True)
+        if stop.count() and stop.is_enabled():
+            stop.click()
+    end = time.monotonic() + 60
+    while set(worker_pids(server_pid)) & mine and time.monotonic() < end:
+        time.sleep(0.5)
+    for page in pages:
+        page.context.close()
+    return many, trains
+
+
+def print_sessions(many: list[dict], trains: int) -> float | None:
+    """Print one round of sessions pressing Start together; returns its slowest first trained frame drawn."""
+    firsts = [s.get("trained_drawn") for s in many]
+    polled = [s.get("trained") for s in many]
+    worst = None if None in firsts else max(firsts)
+    print(f"\n{len(many)} sessions pressing Start together")
+    print(f"{'Start -> first trained frame drawn, each (s)':<52}{', '.join(fmt(v).strip() for v in firsts)}")
+    print(f"{'slowest first trained frame drawn':<52}{fmt(worst)}   <= 5 s")
+    print(f"{'  the same, seen by the polls (s)':<52}{', '.join(fmt(v).strip() for v in polled)}")
+    aris = [s.get("ari") for s in many]
+    print(f"{'Start -> ARI >= 0.95 shown, each (s)':<52}{', '.join(fmt(v).strip() for v in aris)}")
+    print(f"{'sessions whose chart moved on in the next 3 s':<52}{trains:>7d}/{len(many)}   all")
+    for i, s in enumerate(many):
+        print(f"  session {i + 1} stages: {stage_shares(s.get('timeline', {}))}")
+    medians = statistics.median([v for v in firsts if v is not None]) if any(firsts) else None
+    print(f"{'median first trained frame':<52}{fmt(medians)}")
+    return worst
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1, help="times the sessions press Start together")
+    parser.add_argument("--sessions-only", action="store_true", help="leave out the one-session part")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     with streamlit_server() as (url, proc), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        if args.sessions_only:
+            rounds = [sessions_together(browser, url, proc.pid, args.sessions) for _ in range(args.rounds)]
+            browser.close()
+            report_rounds(rounds)
+            return
         t0 = time.monotonic()
         page = open_page(browser, url)
         first_paint = time.monotonic() - t0
@@ -227,13 +283,7 @@ def main() -> None:
                                  " return e.layout.sliders[0].active; } return null; }")
         page.context.close()
         time.sleep(2)
-        pages = [open_page(browser, url) for _ in range(args.sessions)]
-        many = watch_start(pages, timeout=60)
-        time.sleep(1)
-        later_timelines(pages, many)
-        later = [run_meta(p).get("step") or 0 for p in pages]
-        time.sleep(3)
-        trains = sum((run_meta(p).get("step") or 0) != n for p, n in zip(pages, later, strict=True))
+        rounds = [sessions_together(browser, url, proc.pid, args.sessions) for _ in range(args.rounds)]
         browser.close()
     base = headless_rate(args.seconds)
     print("one session, default playground run (pinwheel, K=5, depth 4, initialisation auto), Chromium on this machine")
@@ -265,20 +315,21 @@ def main() -> None:
     print(f"{'scrubbing the flow: training steps/s':<52}{scrub_rate:>10.1f}   "
           f"{scrub_rate / warp_rate:.0%} of the same view without scrubbing")
     print(f"stages of Start (job timeline, s from Start): {stage_shares(one.get('timeline', {}))}")
-    firsts = [s.get("trained_drawn") for s in many]
-    polled = [s.get("trained") for s in many]
-    worst = None if None in firsts else max(firsts)
-    print(f"\n{args.sessions} sessions pressing Start together")
-    print(f"{'Start -> first trained frame drawn, each (s)':<52}{', '.join(fmt(v).strip() for v in firsts)}")
-    print(f"{'slowest first trained frame drawn':<52}{fmt(worst)}   <= 5 s")
-    print(f"{'  the same, seen by the polls (s)':<52}{', '.join(fmt(v).strip() for v in polled)}")
-    aris = [s.get("ari") for s in many]
-    print(f"{'Start -> ARI >= 0.95 shown, each (s)':<52}{', '.join(fmt(v).strip() for v in aris)}")
-    print(f"{'sessions whose chart moved on in the next 3 s':<52}{trains:>7d}/{args.sessions}   all")
-    for i, s in enumerate(many):
-        print(f"  session {i + 1} stages: {stage_shares(s.get('timeline', {}))}")
-    medians = statistics.median([v for v in firsts if v is not None]) if any(firsts) else None
-    print(f"{'median first trained frame':<52}{fmt(medians)}")
+    report_rounds(rounds)
+
+
+def report_rounds(rounds: list[tuple[list[dict], int]]) -> None:
+    worst = [print_sessions(many, trains) for many, trains in rounds]
+    if len(rounds) > 1:
+        drawn = [w for w in worst if w is not None]
+        firsts = [s["trained_drawn"] for many, _ in rounds for s in many if s.get("trained_drawn") is not None]
+        slowest = fmt(statistics.median(drawn) if drawn else None).strip()
+        every = fmt(statistics.median(firsts) if firsts else None).strip()
+        within = sum(w is not None and w <= 5 for w in worst)
+        each = ", ".join(fmt(w).strip() for w in worst)
+        print(f"\n{len(rounds)} rounds: slowest first trained frame per round {each}"
+              f"; median of those {slowest}; every session's first trained frame, median {every}"
+              f"; rounds where all drew it within 5 s: {within}/{len(rounds)}")
 
 
 if __name__ == "__main__":
