@@ -138,8 +138,8 @@ def coupling_stack_inverse(z: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor],
 
     ``z`` is ``(K, N, D)``; returns ``x`` ``(K, N, D)`` and the inverse map's log-determinant ``(K, N)``.
     The couplings run last to first, each undoing ``z_t = z_t e^s + t`` with the same conditioner (and the
-    same ``tanh``) as the forward pass, in the same ``(K, D, N)`` layout. The module path took about 4x as
-    long for a frame's warp lines and samples (docs/RESULTS.md, "The live loop").
+    same ``tanh``) as the forward pass, in the same ``(K, D, N)`` layout. The module path took about 1.5x as
+    long for a frame's warp lines and samples (``bench/frame_cost.py``; docs/RESULTS.md, "The live loop").
     """
     u = z.transpose(1, 2).contiguous()  # (K, D, N)
     logdet = log_scale.sum(-1).expand(z.shape[:2]).contiguous()  # the elementwise affine's, added up front
