@@ -208,7 +208,7 @@ def sessions_together(browser, url: str, server_pid: int, n: int) -> tuple[list[
     later_timelines(pages, many)
     later = [run_meta(p).get("step") or 0 for p in pages]
     time.sleep(3)
-    trains = sum((run_meta(p).get("step") or 0) != n for p, n in zip(pages, later, strict=True))
+    trains = sum((run_meta(p).get("step") or 0) != step for p, step in zip(pages, later, strict=True))
     mine = set(worker_pids(server_pid)) - before
     for page in pages:
         stop = page.get_by_role("button", name="Stop", exact=True)
