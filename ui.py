@@ -189,15 +189,19 @@ export default function (component) {
     ctx.globalAlpha = 1;
   };
   const hex = (c) => (/^#[0-9a-f]{6}$/i.test(c) ? [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)) : null);
+  // The figure's first trace if it is a heatmap this chart can paint itself: packed values, hex colour stops.
+  const paintable = (fig) => {
+    const hm = fig.data && fig.data[0];
+    return hm && hm.type === "heatmap" && hm.z && hm.z.bdata && hm.z.shape && Array.isArray(hm.colorscale) &&
+      hm.colorscale.every((s) => hex(s[1])) ? hm : null;
+  };
   const quickKey = (fig) => {
     // A frame that differs from the last one Plotly drew only in the heatmap's values, the title and meta can be
     // drawn without Plotly (quickDraw); anything else (warp lines, samples, the posterior view, a slider, a new
     // legend) goes through Plotly.react. The heatmap's hover text may differ too (a frame with no density yet has
     // none): Plotly's next redraw brings it (FULL_MS). null: never quick.
-    const hm = fig.data && fig.data[0], title = fig.layout && fig.layout.title;
-    if (!hm || hm.type !== "heatmap" || hm.opacity === 0 || !hm.z || !hm.z.bdata || !hm.z.shape ||
-        !Array.isArray(hm.colorscale) || !hm.colorscale.every((s) => hex(s[1])) || fig.layout.sliders ||
-        (title && /[<&]/.test(title.text || ""))) { return null; }
+    const hm = paintable(fig), title = fig.layout && fig.layout.title;
+    if (!hm || hm.opacity === 0 || fig.layout.sliders || (title && /[<&]/.test(title.text || ""))) { return null; }
     return JSON.stringify([{ ...hm, z: null, zmin: null, zmax: null, hovertemplate: null, hoverinfo: null },
                            fig.data.slice(1),
                            { ...fig.layout, title: { ...title, text: null }, meta: null }]);
@@ -231,9 +235,8 @@ export default function (component) {
     return true;
   };
   const heatOf = (fig) => {
-    const hm = fig.data && fig.data[0];
-    if (!hm || hm.type !== "heatmap" || !hm.z || !hm.z.bdata || !hm.z.shape || !Array.isArray(hm.colorscale) ||
-        !hm.colorscale.every((s) => hex(s[1]))) { return null; }
+    const hm = paintable(fig);
+    if (!hm) { return null; }
     const [ny, nx] = hm.z.shape.split(",").map(Number), z = new Float32Array(b64bytes(hm.z.bdata).buffer);
     if (!(nx > 0 && ny > 0) || z.length !== nx * ny) { return null; }
     return { z, nx, ny, lo: hm.zmin, span: hm.zmax - hm.zmin || 1, finite: z.some(Number.isFinite),
