@@ -15,6 +15,11 @@ without and --seconds with the flow scrubber's slider moving. Then four sessions
 workers to end before the next), and prints each round and the median over rounds: on two shared cores one round
 varies by seconds. ``--sessions-only`` leaves out the one-session part.
 
+The server keeps each start it chose (vmonf.startmemo), so a run started again replays its start: after the
+one-session part, the sessions' default run does. ``--fresh`` gives each round a run this server has not started
+(the default run with training seed 100 + the round's number): one of its sessions chooses the start while the
+others wait for it and replay it.
+
 The first trained frame is timed by the page itself: the chart stamps the wall clock when it first draws a frame
 past step 0 (``dataset.firstAt``), against the wall clock just before the click. The bench's own polls of the
 pages (one after the other, each waiting for its tab) are printed beside it: with several tabs they see it late.
@@ -197,9 +202,12 @@ def stage_shares(t: dict) -> str:
     return text + f"; first trained frame at {t.get('first_trained', float('nan')):.2f}s"
 
 
-def sessions_together(browser, url: str, server_pid: int, n: int) -> tuple[list[dict], int]:
+def sessions_together(browser, url: str, server_pid: int, n: int, seed: int | None = None) -> tuple[list[dict], int]:
     """``n`` sessions press Start together: what each showed when (watch_start), and how many moved on within 3 s.
-    Their runs are stopped and their tabs closed before this returns, once their workers have ended."""
+    Their runs are stopped and their tabs closed before this returns, once their workers have ended. ``seed``:
+    the default run with this training seed instead."""
+    if seed is not None:
+        url = f"{url.rstrip('/')}/?ds=pinwheel&seed={seed}"
     pages = [open_page(browser, url) for _ in range(n)]
     wait_for_fork_server(server_pid)
     before = set(worker_pids(server_pid))
@@ -247,15 +255,22 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1, help="times the sessions press Start together")
     parser.add_argument("--sessions-only", action="store_true", help="leave out the one-session part")
+    parser.add_argument("--fresh", action="store_true",
+                        help="each round starts a run this server has not started (its own training seed)")
     args = parser.parse_args()
+
+    def rounds_of_sessions(browser, url, pid):
+        return [sessions_together(browser, url, pid, args.sessions, 100 + r if args.fresh else None)
+                for r in range(args.rounds)]
+
     from playwright.sync_api import sync_playwright
 
     with streamlit_server() as (url, proc), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         if args.sessions_only:
-            rounds = [sessions_together(browser, url, proc.pid, args.sessions) for _ in range(args.rounds)]
+            rounds = rounds_of_sessions(browser, url, proc.pid)
             browser.close()
-            report_rounds(rounds)
+            report_rounds(rounds, args.fresh)
             return
         t0 = time.monotonic()
         page = open_page(browser, url)
@@ -283,7 +298,7 @@ def main() -> None:
                                  " return e.layout.sliders[0].active; } return null; }")
         page.context.close()
         time.sleep(2)
-        rounds = [sessions_together(browser, url, proc.pid, args.sessions) for _ in range(args.rounds)]
+        rounds = rounds_of_sessions(browser, url, proc.pid)
         browser.close()
     base = headless_rate(args.seconds)
     print("one session, default playground run (pinwheel, K=5, depth 4, initialisation auto), Chromium on this machine")
@@ -315,10 +330,13 @@ def main() -> None:
     print(f"{'scrubbing the flow: training steps/s':<52}{scrub_rate:>10.1f}   "
           f"{scrub_rate / warp_rate:.0%} of the same view without scrubbing")
     print(f"stages of Start (job timeline, s from Start): {stage_shares(one.get('timeline', {}))}")
-    report_rounds(rounds)
+    report_rounds(rounds, args.fresh)
 
 
-def report_rounds(rounds: list[tuple[list[dict], int]]) -> None:
+def report_rounds(rounds: list[tuple[list[dict], int]], fresh: bool) -> None:
+    print("\nsessions pressing Start together: " + (
+        "each round a run this server had not started (training seeds 100, 101, ...)" if fresh else
+        "the default run each round (its start replayed once the server has chosen it)"))
     worst = [print_sessions(many, trains) for many, trains in rounds]
     if len(rounds) > 1:
         drawn = [w for w in worst if w is not None]

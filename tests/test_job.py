@@ -1,9 +1,12 @@
 """The background job and its worker process, snapshots and the bounded recording."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from vmonf.studio import job as jobmod
+from vmonf.studio import pool
 from vmonf.studio.job import BusyError, TrainingJob
 from vmonf.studio.snapshot import Recording, Snapshot
 from vmonf.studio.worker import JobSpec
@@ -187,6 +190,21 @@ def test_the_cut_choice_shows_each_partition_and_trains_only_the_kept_start():
         assert trained[0] == 1, trained[:5]
     finally:
         job.stop()
+    # The same run started again replays the start its server kept (vmonf.startmemo): the same partitions and
+    # cuts are shown, and the record is read, not made again.
+    memo = Path(pool.start_memo_folder())
+    records = {p: p.stat().st_mtime_ns for p in memo.glob("*.npz")}
+    assert records, "the chosen start was not kept"
+    again, shown = TrainingJob(job.spec), []
+    again.subscribe(lambda snap: shown.append(dict(snap.meta)))
+    again.start()
+    try:
+        assert again.wait_for(lambda j: j.latest() is not None and j.latest().step >= 1, 90)
+        assert again.info["init"] == kept and again.info["init_scores"] == scores
+        assert [m["cut"] for m in shown if "cut" in m] == [m["cut"] for m in cuts]
+    finally:
+        again.stop()
+    assert {p: p.stat().st_mtime_ns for p in memo.glob("*.npz")} == records
 
 
 def test_the_start_is_shown_and_stop_while_choosing_keeps_a_model():

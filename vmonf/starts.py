@@ -385,13 +385,18 @@ def split_indices(n: int, seed: int, val_fraction: float) -> tuple[np.ndarray, n
 
 def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, config: TrainConfig, *,
                    device: torch.device, val_fraction: float = 0.1, x_perturbed: np.ndarray | None = None,
-                   on_event=None) -> FitResult:
+                   on_event=None, memo=None, give_up=lambda: False) -> FitResult:
     """Split off validation points, standardise, build the model and pick its start (:func:`choose_start`).
 
     The one way every front end (estimator, app worker, CLI) sets up training. ``labels`` holds ``-1``
     for unlabelled points, or is ``None``. ``x_perturbed`` (copies, n, d) feeds the consistency term.
     The split and the model initialisation follow ``config.seed``. ``on_event`` sees the start being chosen
     (:func:`choose_start`); its partitions cover every row of ``x``, ``-1`` for the held-out ones.
+
+    ``memo`` (a :class:`vmonf.startmemo.StartMemo`) replays a start chosen before for the same data, model,
+    recipe and seed, with the same events, or keeps the one chosen here for the next run. It is used for
+    starts without labels chosen by the cut (or with one candidate); ``give_up()`` ends a wait for another
+    process choosing the same start (then this one chooses it too).
     """
     tr, va = split_indices(len(x), config.seed, val_fraction)
     xp = None if x_perturbed is None else torch.as_tensor(np.asarray(x_perturbed)[:, tr], device=device)
@@ -419,4 +424,61 @@ def start_training(x: np.ndarray, labels: np.ndarray | None, model_config, confi
         return on_event(dataclasses.replace(event, partition=full))
 
     x_std = ((xt - shift) / scale).cpu().numpy()  # partitions are found in standardised units
-    return choose_start(make_trainer, x_std, lab, model_config.n_components, config, relay if on_event else None)
+    k, notify = model_config.n_components, relay if on_event else None
+    several = len(start_candidates(config.init, lab is not None, config.start_choice)) > 1
+    if memo is None or lab is not None or (several and k > 1 and config.start_choice != "cut"):
+        return choose_start(make_trainer, x_std, lab, k, config, notify)
+    from vmonf.startmemo import start_key
+
+    key = start_key(x, labels, x_perturbed, model_config, config, val_fraction, device)
+    with memo.hold(key, give_up):
+        record = memo.load(key)
+        if record is not None:
+            try:
+                return _replay(record, make_trainer, notify)
+            except (KeyError, RuntimeError, ValueError, IndexError):
+                pass  # another model's or a damaged record: choose again
+        result, record = _recorded(make_trainer, x_std, k, config, notify)
+        if record is not None:
+            memo.save(key, record)
+        return result
+
+
+def _recorded(make_trainer, x_std, k, config, notify):
+    """:func:`choose_start`, and its :class:`~vmonf.startmemo.StartRecord` (``None`` if a stop cut it short)."""
+    from vmonf.startmemo import StartRecord
+
+    record, cut = StartRecord(), False
+
+    def keep(event: StartEvent) -> bool:
+        nonlocal cut
+        record.events.append({"stage": event.stage, "candidate": event.candidate, "index": event.index,
+                              "total": event.total, "score": event.score, "trainer": event.trainer is not None})
+        record.partitions.append(event.partition)
+        stop = bool(notify and notify(event))
+        cut = cut or stop
+        return stop
+
+    result = choose_start(make_trainer, x_std, None, k, config, keep)
+    if cut:
+        return result, None
+    record.init_method, record.candidates, record.skipped = result.init_method, result.candidates, result.skipped
+    record.criterion, record.state = result.criterion, result.trainer.start_state()
+    return result, record
+
+
+def _replay(record, make_trainer, notify) -> FitResult:
+    """The start in ``record``, with its events sent again: a stop during them ends the replay early, as it
+    ends a choice (the kept start is then loaded at once)."""
+    trainer = make_trainer()
+    stopped = False
+    for event, partition in zip(record.events, record.partitions, strict=True):
+        if event["stage"] == "initialized":
+            trainer.set_start_state(record.state)
+        if notify and not stopped:
+            stopped = bool(notify(StartEvent(event["stage"], event["candidate"], event["index"], event["total"],
+                                             trainer if event["trainer"] else None, partition=partition,
+                                             score=event["score"])))
+    if not any(e["stage"] == "initialized" for e in record.events):
+        trainer.set_start_state(record.state)
+    return FitResult(trainer, record.init_method, dict(record.candidates), dict(record.skipped), record.criterion)

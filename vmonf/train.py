@@ -264,6 +264,26 @@ class Trainer:
             with torch.no_grad():
                 self._consider(evaluation_row(self.model, self.x_val, self.temperature()) | self._check_row())
 
+    def start_state(self) -> dict[str, np.ndarray]:
+        """What :meth:`initialize` set, as plain arrays: the model's weights and buffers (``model/<name>``),
+        the mini-batch generator's state and the q hold. :meth:`set_start_state` on a trainer built the same way
+        (same model config, data and seed) makes it the one :meth:`initialize` would have made, bit for bit:
+        :mod:`vmonf.startmemo` replays a start chosen once. Only for a start without labels, whose best-state
+        bookkeeping has nothing to record yet."""
+        state = {f"model/{k}": v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        state["generator"] = self.generator.get_state().numpy()
+        state["q_hold_until"] = np.asarray(self.q_hold_until)
+        return state
+
+    def set_start_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load a :meth:`start_state` (a ``KeyError`` or ``RuntimeError`` if it is another model's)."""
+        model_state = {k[len("model/"):]: torch.from_numpy(np.array(v)) for k, v in state.items()
+                       if k.startswith("model/")}
+        self.model.load_state_dict(model_state, strict=True)
+        self.generator.set_state(torch.from_numpy(np.array(state["generator"], dtype=np.uint8)))
+        self.q_hold_until = int(state["q_hold_until"])
+        self._good_state = self._copy_state()
+
     # -- training ---------------------------------------------------------------------------------
     def step(self) -> float:
         """One Adam step on a random mini-batch. Returns the mini-batch loss (negative objective).

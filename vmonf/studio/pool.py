@@ -44,9 +44,38 @@ SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "send_fds") and
 
 
 def worker_env(threads: int = 1) -> dict[str, str]:
-    """The environment a worker runs in: this repository on the path, ``threads`` OpenMP threads."""
+    """The environment a worker runs in: this repository on the path, ``threads`` OpenMP threads, and this
+    server's folder of chosen starts (:func:`start_memo_folder`)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": path}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": path}
+    memo = start_memo_folder()
+    if memo is not None:
+        env["VMONF_START_MEMO"] = memo
+    return env
+
+
+_memo: str | None = None
+_memo_lock = threading.Lock()
+
+
+def start_memo_folder() -> str | None:
+    """A folder, made once per server and removed when it exits, where its workers keep the starts they chose
+    (:mod:`vmonf.startmemo`): a run started again, or by another session, replays its start instead of choosing
+    it again. ``VMONF_START_MEMO=0`` switches this off; a folder given there is used as it is."""
+    global _memo
+    given = os.environ.get("VMONF_START_MEMO")
+    if given is not None:
+        return given if given not in ("", "0") else None
+    with _memo_lock:
+        if _memo is None:
+            import atexit
+            import shutil
+            import tempfile
+
+            with contextlib.suppress(OSError):
+                _memo = tempfile.mkdtemp(prefix="vmonf-starts-")
+                atexit.register(shutil.rmtree, _memo, True)
+        return _memo
 
 
 class ForkedWorker:

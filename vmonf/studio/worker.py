@@ -492,6 +492,7 @@ class Session:
         from vmonf.data import augmented_features
         from vmonf.devices import describe_device, resolve_device
         from vmonf.model import ModelConfig
+        from vmonf.startmemo import StartMemo
         from vmonf.starts import split_indices, start_training
         from vmonf.studio.capture import data_snapshot
         from vmonf.train import TrainConfig
@@ -515,7 +516,7 @@ class Session:
             config.consistency and data.image_shape is not None) else None
         result = start_training(x, labels, ModelConfig(spec.n_components, x.shape[1], **spec.model), config,
                                 device=self.device, val_fraction=spec.val_fraction, x_perturbed=perturbed,
-                                on_event=self.on_start_event)
+                                on_event=self.on_start_event, memo=StartMemo.from_env(), give_up=self.poll_stop)
         self.trainer = result.trainer
         train_rows, _ = split_indices(len(x), config.seed, spec.val_fraction)  # the split start_training made
         self.track_rows(train_rows)
