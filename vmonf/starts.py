@@ -232,6 +232,7 @@ class StartEvent:
     trainer: Trainer | None  # None while the cut compares partitions: no trainer is built for them
     partition: np.ndarray | None = None  # the hard assignment of every training point (stage "partition")
     score: float | None = None  # validation ELBO (stage "scored"), or normalised cut (stage "partition", cut rule)
+    replayed: bool = False  # sent again from a kept start (vmonf.startmemo), all at once: nothing is being chosen
 
 
 #: Candidate partitions that agree this closely (adjusted Rand index) are one candidate: scoring or training
@@ -478,7 +479,7 @@ def _replay(record, make_trainer, notify) -> FitResult:
         if notify and not stopped:
             stopped = bool(notify(StartEvent(event["stage"], event["candidate"], event["index"], event["total"],
                                              trainer if event["trainer"] else None, partition=partition,
-                                             score=event["score"])))
+                                             score=event["score"], replayed=True)))
     if not any(e["stage"] == "initialized" for e in record.events):
         trainer.set_start_state(record.state)
     return FitResult(trainer, record.init_method, dict(record.candidates), dict(record.skipped), record.criterion)

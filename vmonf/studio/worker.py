@@ -623,10 +623,14 @@ class Session:
             self.stage = "partition"
             if ev.score is not None:
                 self.candidate["cut"] = ev.score
-            if self.view.grid_x is not None:
+            # A replayed start sends its candidates all at once: only the kept one's frame would be seen, and
+            # each frame costs the server a figure (with four sessions starting together, at the busiest moment).
+            if self.view.grid_x is not None and not (ev.replayed and ev.trainer is None):
                 self.send(data_snapshot(self.view, self.spec.n_components, self.meta(0),
                                         assign=ev.partition[self.view.index]))
-            if ev.score is not None:
+            if ev.replayed and ev.trainer is not None:
+                message = f"Initialisation {ev.candidate}: kept from this server's last start of the same run"
+            elif ev.score is not None:
                 message = (f"Initialisation {ev.candidate} ({ev.index}/{ev.total}): normalised cut {ev.score:.3f} "
                            "(the lowest is kept)")
             else:
