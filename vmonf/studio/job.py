@@ -394,6 +394,9 @@ class TrainingJob:
 
     def _receive(self, snap: Snapshot) -> None:
         """A frame arrived: show it; record it, or keep it aside while it shows a candidate initialisation."""
+        if snap.meta.get("late"):  # the start's own frame, drawn after the first trained one: recorded, not shown
+            self.recording.insert(snap)
+            return
         now = time.monotonic()
         stage = snap.meta.get("stage", "training")
         if self._last_arrival and snap.meta.get("state") == "running":

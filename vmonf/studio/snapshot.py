@@ -85,6 +85,17 @@ class Recording:
                     self.stride *= 2
             self._seen += 1
 
+    def insert(self, snap: Snapshot) -> None:
+        """Add a frame that arrives after later ones (a run's start, drawn after its first trained frame), in
+        step order."""
+        with self._lock:
+            at = next((i for i, f in enumerate(self.frames) if f.step > snap.step), len(self.frames))
+            self.frames.insert(at, snap)
+            if len(self.frames) > self.max_frames:
+                self.frames = self.frames[::2]
+                self.stride *= 2
+            self._seen += 1
+
     def snapshot_list(self) -> list[Snapshot]:
         with self._lock:
             return list(self.frames)

@@ -197,7 +197,10 @@ class FrameDrawer:
         row = {key: job[key] for key in ("step", "loss", "temperature", "seconds")}
         row.update(evaluation_row(model, job["x_val"], job["temperature"]))
         key = job["history"]
-        history = self.histories[key] = append_bounded(self.histories.get(key, []), row, MAX_HISTORY)
+        history = append_bounded(self.histories.get(key, []), row, MAX_HISTORY)
+        if len(history) > 1 and history[-2]["step"] > row["step"]:  # a late frame (Session.begin): in step order
+            history = sorted(history, key=lambda r: r["step"])
+        self.histories[key] = history
         meta = {**job["meta"], "temperature": row["temperature"], "loss": row["loss"]}
         snap = take_snapshot(model, self.view, history, meta, seed=self.seed)
         record_scores(history, snap)
@@ -467,6 +470,7 @@ class Session:
         self.trained_frame_sent = False  # a frame of the kept start after its first training step
         self._window_steps, self._snap_cost = 0, 0.0
         self.start_done: Callable[[], object] = lambda: None  # after the first trained frame (main: START_BOOST)
+        self._late_start: tuple | None = None  # (model at step 0, its frame job, the RUNNING event): see run()
 
     def start_renderer(self) -> None:
         """Draw frames beside training from now on: in the drawing process for 2-D data where there is one,
@@ -557,8 +561,7 @@ class Session:
         """Send a frame of the trainer's model: drawn by the renderer while training goes on, or (``now``) before
         this returns, after any frame in progress, so it arrives before whatever is sent next."""
         tr = self.trainer
-        job = {**tr.progress(), "x_val": tr.x_val, "history": self.history_key,
-               "meta": {**self.meta(tr.step_count), "elapsed": tr.train_seconds, "device": self.device_name}}
+        job = self._frame_job()
         renderer = self.renderer
         if now and renderer is not None:
             if isinstance(renderer, Renderer):
@@ -574,6 +577,12 @@ class Session:
         elif not renderer.submit(tr.model, job):
             return  # still drawing the last one: try again after the next step
         self._sent()
+
+    def _frame_job(self) -> dict:
+        """What a frame of the trainer's model is drawn with, besides the model."""
+        tr = self.trainer
+        return {**tr.progress(), "x_val": tr.x_val, "history": self.history_key,
+                "meta": {**self.meta(tr.step_count), "elapsed": tr.train_seconds, "device": self.device_name}}
 
     def _sent(self) -> None:
         self._last_snap = time.perf_counter()
@@ -605,6 +614,7 @@ class Session:
             # it drew beside its own training and three others' at the same priority).
             self.snapshot(now=True)
             self.start_done()
+            self.begin()
             return
         if now - self._last_snap >= max(self.spec.snapshot_interval, spacing):
             self.snapshot()
@@ -769,6 +779,22 @@ class Session:
         self.announce(self.state, message=f"Training goes on with the edited points: {len(data.x):,} now.",
                       n_labels=self.n_labels, data_points=len(data.x), data_edit=cmd.get("id"))
 
+    def begin(self) -> None:
+        """Send what the start still owes (see :meth:`run`): the start's frame, marked ``late`` (the job records
+        it first and shows it to no one), then the RUNNING event. Before any step: the frame as usual."""
+        late, self._late_start = self._late_start, None
+        if late is None:
+            return
+        model, job, info = late
+        if self.trainer.step_count == 0:
+            self.announce(S.RUNNING, **info)
+            return
+        job["meta"]["late"] = True
+        renderer = self.renderer
+        if renderer.wait(NOW_WAIT) and renderer.submit(model, job):
+            renderer.wait(NOW_WAIT)  # before any later frame, so the job records it first
+        self.event(S.RUNNING, **info)
+
     def next_command(self) -> dict | None:
         """The next command: one kept from the start first; blocks while idle, only looks while training."""
         if self.pending:
@@ -782,18 +808,30 @@ class Session:
         from vmonf.train import DivergenceError
 
         self.stage, self.candidate = "training", {}
-        self.announce(S.RUNNING, init=self.init_method, device=self.device_name, init_scores=self.init_scores,
-                      init_criterion=self.init_criterion,
-                      init_skipped=self.init_skipped)
+        info = dict(init=self.init_method, device=self.device_name, init_scores=self.init_scores,
+                    init_criterion=self.init_criterion, init_skipped=self.init_skipped)
+        if (self.trainer.step_count == 0 and isinstance(self.renderer, ProcessRenderer) and not self.poll_stop()
+                and not self.pending):
+            # The start's own frame (step 0) is drawn after the first trained one, for the recording only: on
+            # the live chart one step changes nothing a user could see, and drawing it first made everyone who
+            # pressed Start wait for two frames instead of one (each a ~0.1 s of CPU, seconds on a busy machine).
+            import copy
+
+            self.state = S.RUNNING
+            self._late_start = (copy.deepcopy(self.trainer.model), self._frame_job(), info)
+        else:
+            self.announce(S.RUNNING, **info)
         while True:
             cmd = self.next_command()
             if cmd is not None:
+                self.begin()
                 if not self.handle(cmd):
                     break
                 continue
             try:
                 self.trainer.step()
             except DivergenceError as exc:
+                self.begin()
                 self.announce(S.DIVERGED, message=str(exc))
                 continue
             if self.state == S.STEPPING:
@@ -802,10 +840,12 @@ class Session:
                     self.announce(S.PAUSED)
                     continue
             if self.finish_at and self.trainer.step_count >= self.finish_at:
+                self.begin()
                 self.finish_at = 0  # Resume after this trains on without a limit
                 self.announce(S.FINISHED, message=f"Reached {self.spec.max_steps} steps.")
                 continue
             self.stepped()
+        self.begin()
         self.snapshot(now=True)
         self.checkpoint()
         self.event(S.STOPPED)
