@@ -121,6 +121,16 @@ def test_recording_is_bounded_ordered_and_spread():
     assert len(frames) <= 10 and steps == sorted(steps) and steps[0] == 0 and steps[-1] >= 500
 
 
+def test_a_late_frame_goes_in_step_order():
+    rec = Recording(max_frames=4)
+    for i in (1, 2, 3):
+        rec.append(snap(i))
+    rec.insert(snap(0))
+    assert [f.step for f in rec.snapshot_list()] == [0, 1, 2, 3]
+    rec.insert(snap(5))
+    assert [f.step for f in rec.snapshot_list()] == [0, 2, 5]  # still bounded: every second frame kept
+
+
 def test_snapshot_round_trip_and_immutable():
     s = Snapshot.create({"step": 4, "x": 1.5}, {"z": np.ones((2, 3), np.float32)})
     t = Snapshot.from_bytes(s.to_bytes())
@@ -188,6 +198,11 @@ def test_the_cut_choice_shows_each_partition_and_trains_only_the_kept_start():
         # Training waits for its first trained frame (the one a user waits for after Start): it shows step 1.
         trained = [m["step"] for m in seen if m.get("stage") == "training" and m.get("step", 0) > 0]
         assert trained[0] == 1, trained[:5]
+        # The start's own frame (step 0) is drawn after it, recorded first and shown to no viewer; the curves of
+        # later frames take its row in step order.
+        assert not [m for m in seen if m.get("stage") == "training" and m.get("step") == 0]
+        steps = job.latest().get("hist_step")
+        assert steps[0] == 0 and (np.diff(steps) > 0).all(), steps
     finally:
         job.stop()
     # The same run started again replays the start its server kept (vmonf.startmemo): the same start and cuts,

@@ -197,10 +197,11 @@ class FrameDrawer:
         row = {key: job[key] for key in ("step", "loss", "temperature", "seconds")}
         row.update(evaluation_row(model, job["x_val"], job["temperature"]))
         key = job["history"]
-        history = append_bounded(self.histories.get(key, []), row, MAX_HISTORY)
-        if len(history) > 1 and history[-2]["step"] > row["step"]:  # a late frame (Session.begin): in step order
-            history = sorted(history, key=lambda r: r["step"])
-        self.histories[key] = history
+        history = self.histories[key] = append_bounded(self.histories.get(key, []), row, MAX_HISTORY)
+        if len(history) > 1 and history[-2]["step"] > row["step"]:
+            # A late frame (Session.begin): its row goes in step order, and its curves end at its own step.
+            history = self.histories[key] = sorted(history, key=lambda r: r["step"])
+            history = history[: next(i for i, r in enumerate(history) if r is row) + 1]
         meta = {**job["meta"], "temperature": row["temperature"], "loss": row["loss"]}
         snap = take_snapshot(model, self.view, history, meta, seed=self.seed)
         record_scores(history, snap)
@@ -790,9 +791,9 @@ class Session:
             self.announce(S.RUNNING, **info)
             return
         job["meta"]["late"] = True
-        renderer = self.renderer
-        if renderer.wait(NOW_WAIT) and renderer.submit(model, job):
-            renderer.wait(NOW_WAIT)  # before any later frame, so the job records it first
+        # Training goes on while it is drawn: the drawing process takes no other frame before it is done.
+        if self.renderer.wait(NOW_WAIT):
+            self.renderer.submit(model, job)
         self.event(S.RUNNING, **info)
 
     def next_command(self) -> dict | None:
