@@ -21,6 +21,7 @@ Wire format, both directions pickle-free:
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -405,8 +406,6 @@ class Renderer:
             if self._busy:
                 return False
             if self._model is None:
-                import copy
-
                 self._model = copy.deepcopy(model)  # every model of a run has one architecture
             self._job = ({k: v.detach().clone() for k, v in model.state_dict().items()}, job)
             self._busy = True
@@ -816,8 +815,6 @@ class Session:
             # The start's own frame (step 0) is drawn after the first trained one, for the recording only: on
             # the live chart one step changes nothing a user could see, and drawing it first made everyone who
             # pressed Start wait for two frames instead of one (each a ~0.1 s of CPU, seconds on a busy machine).
-            import copy
-
             self.state = S.RUNNING
             self._late_start = (copy.deepcopy(self.trainer.model), self._frame_job(), info)
         else:
