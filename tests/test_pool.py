@@ -86,3 +86,21 @@ def test_a_late_answer_never_names_the_next_worker():
         assert w.wait(30) == 2
     finally:
         srv.close()
+
+
+def test_workers_share_the_servers_folder_of_starts_and_the_warm_up_keeps_none(monkeypatch, tmp_path):
+    """Workers get the server's start memo folder (vmonf.startmemo) in their environment; the fork server's own
+    warm-up run is no user's run, so it keeps nothing there. ``VMONF_START_MEMO=0`` switches the memo off."""
+    monkeypatch.setenv("VMONF_START_MEMO", str(tmp_path))
+    assert pool.worker_env()["VMONF_START_MEMO"] == str(tmp_path)
+    srv = pool.ForkServer()
+    try:
+        srv.spawn().kill()  # answered once the warm-up is done
+    finally:
+        srv.close()
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setenv("VMONF_START_MEMO", "0")
+    assert pool.start_memo_folder() is None
+    monkeypatch.delenv("VMONF_START_MEMO")
+    folder = pool.start_memo_folder()
+    assert folder and os.path.isdir(folder) and pool.start_memo_folder() == folder  # one per server process

@@ -489,8 +489,11 @@ class Session:
         with self._out_lock:
             write_message(self.out, SNAPSHOT, frame)
 
-    def prepare(self, render_thread: bool = True) -> None:
-        """Load the data, show it, choose the initialisation while showing it. Raises ``ValueError`` for a bad spec."""
+    def prepare(self, render_thread: bool = True, keep_start: bool = True) -> None:
+        """Load the data, show it, choose the initialisation while showing it. Raises ``ValueError`` for a bad spec.
+
+        ``keep_start``: replay the start this server chose for the same run before, or keep this one for the next
+        (:mod:`vmonf.startmemo`; the server names the folder in ``VMONF_START_MEMO``)."""
         import torch
 
         from vmonf.data import augmented_features
@@ -520,7 +523,8 @@ class Session:
             config.consistency and data.image_shape is not None) else None
         result = start_training(x, labels, ModelConfig(spec.n_components, x.shape[1], **spec.model), config,
                                 device=self.device, val_fraction=spec.val_fraction, x_perturbed=perturbed,
-                                on_event=self.on_start_event, memo=StartMemo.from_env(), give_up=self.poll_stop)
+                                on_event=self.on_start_event, give_up=self.poll_stop,
+                                memo=StartMemo.from_env() if keep_start else None)
         self.trainer = result.trainer
         train_rows, _ = split_indices(len(x), config.seed, spec.val_fraction)  # the split start_training made
         self.track_rows(train_rows)
@@ -868,7 +872,7 @@ def warm_up() -> None:
     spec = JobSpec(n_samples=120, n_components=2, model={"depth": 1, "hidden": 8}, grid=6, device="cpu",
                    train={"init": "auto", "init_steps": 2, "q_pretrain_steps": 2, "q_hold_steps": 1, "eval_every": 1})
     session = Session(spec, io.BytesIO())
-    session.prepare(render_thread=False)
+    session.prepare(render_thread=False, keep_start=False)  # no user runs this tiny spec: nothing to keep
     for _ in range(3):
         session.trainer.step()
     session.snapshot()
