@@ -469,17 +469,14 @@ def _recorded(make_trainer, x_std, k, config, notify):
 
 
 def _replay(record, make_trainer, notify) -> FitResult:
-    """The start in ``record``, with its events sent again: a stop during them ends the replay early, as it
-    ends a choice (the kept start is then loaded at once)."""
+    """The start in ``record``, with its events sent again (a stop during them ends them early, as it ends a
+    choice). The trainer is loaded first: a record of another model fails before anything is shown."""
     trainer = make_trainer()
+    trainer.set_start_state(record.state)
     stopped = False
     for event, partition in zip(record.events, record.partitions, strict=True):
-        if event["stage"] == "initialized":
-            trainer.set_start_state(record.state)
         if notify and not stopped:
             stopped = bool(notify(StartEvent(event["stage"], event["candidate"], event["index"], event["total"],
                                              trainer if event["trainer"] else None, partition=partition,
                                              score=event["score"], replayed=True)))
-    if not any(e["stage"] == "initialized" for e in record.events):
-        trainer.set_start_state(record.state)
     return FitResult(trainer, record.init_method, dict(record.candidates), dict(record.skipped), record.criterion)
