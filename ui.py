@@ -340,6 +340,10 @@ export default function (component) {
         el.dataset.quick = String(Number(el.dataset.quick || 0) + 1);
         el.__vmonfOwed = fig;
       } else {
+        // Why Plotly drew it (the tests tell a changed figure from a due redraw): "changed" (more than the
+        // density, the points and the title), "due" (Plotly last drew fullAfter ago), "picture" (none to paint).
+        el.dataset.fullWhy = key === null || key !== el.__vmonfQuickKey ? "changed"
+          : t0 - el.__vmonfFull >= fullAfter ? "due" : "picture";
         await plotFull(Plotly, fig);
       }
       el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);

@@ -96,7 +96,7 @@ CHART_STATE = """() => {
                       for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) { n++; } } }
   const t = el.querySelector('.gtitle');
   return { points_painted: n, quick: Number(el.dataset.quick || 0), tweens: Number(el.dataset.tweens || 0),
-           step: el.dataset.step,
+           step: el.dataset.step, full_why: el.dataset.fullWhy || '',
            title: t ? t.textContent : '' };
 }"""
 
@@ -153,12 +153,15 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
         if meta.get("stage") and (not seen or seen[-1] != (meta["stage"], meta.get("candidate"))):
             seen.append((meta["stage"], meta.get("candidate")))
         if meta.get("stage") == "partition":
-            drawn.append((live_updates(page)[0][0], page.evaluate(CHART_STATE)["quick"]))
+            state = page.evaluate(CHART_STATE)
+            drawn.append((live_updates(page)[0][0], state["quick"], state["full_why"]))
         time.sleep(0.02)
     stages = [stage for stage, _ in seen]
     assert "partition" in stages and stages[-1] == "training", seen
     if drawn and drawn[-1][0] > drawn[0][0]:  # a partition drawn after another: only its points changed
-        assert drawn[-1][1] > drawn[0][1], f"a new partition went through Plotly: {drawn}"
+        # Drawn without Plotly, unless Plotly's redraw was due (on a loaded machine the next partition can come
+        # more than FULL_MAX_MS after Plotly last drew), never because the figure changed.
+        assert drawn[-1][1] > drawn[0][1] or drawn[-1][2] == "due", f"a new partition went through Plotly: {drawn}"
     assert stages.index("partition") < stages.index("training")
     assert {c for stage, c in seen if stage == "partition"} <= {"kmeans", "spectral", "local", "ward", "gmm", "ncut"}
     # which one was kept, and why
