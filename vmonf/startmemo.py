@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,15 +107,12 @@ class StartMemo:
     def save(self, key: str, record: StartRecord) -> None:
         """Write ``record`` atomically (a reader sees the whole file or none), then drop the oldest beyond
         :data:`KEEP`. A full disk loses the record, never the run."""
+        from vmonf.checkpoint import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **record.to_arrays())
         with contextlib.suppress(OSError):
-            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **record.to_arrays())
-                os.replace(tmp, self.folder / f"{key}.npz")
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            atomic_write_bytes(self.folder / f"{key}.npz", buffer.getvalue())
             files = sorted(self.folder.glob("*.npz"), key=lambda p: p.stat().st_mtime)
             for old in files[:-KEEP]:
                 with contextlib.suppress(OSError):
