@@ -286,8 +286,12 @@ export default function (component) {
   };
   // Plotly redraws a frame drawn without it (its hover values and its own picture) FULL_MS after it last drew. A
   // feed's chart does it between frames, when a poll finds no newer one, or with the next frame after FULL_MAX_MS:
-  // a new frame never waits for Plotly while a busy browser (four tabs on two cores) keeps them coming.
+  // a new frame never waits for Plotly while a busy browser (four tabs on two cores) keeps them coming. While a run
+  // trains, only with the pointer on the chart: Plotly's data is read only by its hover labels, its modebar's
+  // download and a zoom, all with the pointer there, and its redraw once a second was ~50 ms of the tab's main thread
+  // a second plus its paint, out of the core that frames and training share (docs/RESULTS.md, "The live loop").
   const FULL_MS = 1000, FULL_MAX_MS = 3000;
+  const fullWanted = () => !el.__vmonfLive || !!el.__vmonfOver;
   const plotFull = async (Plotly, fig) => {
     // A figure with a Plotly slider (the flow scrubber) keeps the stage the user slid to when a newer
     // figure of the same slider arrives (training went on): the slider lives in the browser.
@@ -322,10 +326,11 @@ export default function (component) {
   const catchUp = () => {
     // The frame on screen, drawn without Plotly, through Plotly (see FULL_MS); between frames only.
     const fig = el.__vmonfOwed;
-    if (!fig || performance.now() - el.__vmonfFull < FULL_MS) { return Promise.resolve(); }
+    if (!fig || performance.now() - el.__vmonfFull < FULL_MS || !fullWanted()) { return Promise.resolve(); }
     return window.__vmonfPlotly.then(async (Plotly) => {
       const t0 = performance.now();
       await plotFull(Plotly, fig);
+      el.dataset.caughtUp = String(Number(el.dataset.caughtUp || 0) + 1);  // Plotly redrew a frame on screen
       el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
     });
   };
@@ -335,7 +340,7 @@ export default function (component) {
     return window.__vmonfPlotly.then(async (Plotly) => {
       const t0 = performance.now();
       const key = quickKey(fig), quick = key !== null && key === el.__vmonfQuickKey &&
-        t0 - el.__vmonfFull < fullAfter && quickDraw(fig);
+        (t0 - el.__vmonfFull < fullAfter || !fullWanted()) && quickDraw(fig);
       if (quick) {
         el.dataset.quick = String(Number(el.dataset.quick || 0) + 1);
         el.__vmonfOwed = fig;
@@ -344,6 +349,7 @@ export default function (component) {
         // density, the points and the title), "due" (Plotly last drew fullAfter ago), "picture" (none to paint).
         el.dataset.fullWhy = key === null || key !== el.__vmonfQuickKey ? "changed"
           : t0 - el.__vmonfFull >= fullAfter ? "due" : "picture";
+        if (el.dataset.fullWhy === "due") { el.dataset.caughtUp = String(Number(el.dataset.caughtUp || 0) + 1); }
         await plotFull(Plotly, fig);
       }
       el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
@@ -429,7 +435,9 @@ export default function (component) {
       const go = () => { last = performance.now(); el.dataset.hover = JSON.stringify(p); send("hover", p); };
       if (wait <= 0) { go(); } else { timer = setTimeout(go, wait); }
     });
+    el.addEventListener("mouseenter", () => { el.__vmonfOver = true; });  // Plotly catches up (fullWanted)
     el.addEventListener("mouseleave", () => {
+      el.__vmonfOver = false;
       clearTimeout(timer);
       // Only news is sent: a value the page does not need would rerun it, and Streamlit folds a button's
       // click that comes meanwhile into that run of the chart's panel alone.
@@ -503,7 +511,24 @@ export default function (component) {
   const fig = data && typeof data === "object" ? data.inline : data;
   if (!fig || el.__vmonfData === fig) { return; }
   el.__vmonfData = fig;
-  draw(typeof fig === "string" ? JSON.parse(fig) : fig).catch(() => { el.__vmonfData = null; });
+  const drawInline = (f) => draw(typeof f === "string" ? JSON.parse(f) : f).catch(() => { el.__vmonfData = null; });
+  // A chart scrolled off screen (the curves under the density, on most screens) keeps its newest figure and draws
+  // it when it comes into view: each Plotly.react of the curves cost the tab as much as a few density frames.
+  if (!el.__vmonfSeen && "IntersectionObserver" in window) {
+    el.__vmonfSeen = new IntersectionObserver((entries) => {
+      el.__vmonfOnScreen = entries[entries.length - 1].isIntersecting;
+      const held = el.__vmonfHeld;
+      if (el.__vmonfOnScreen && held) { el.__vmonfHeld = null; drawInline(held); }
+    });
+    el.__vmonfSeen.observe(el);
+  }
+  if (el.__vmonfOnScreen === false && Number(el.dataset.updates) > 0) {
+    el.__vmonfHeld = fig;
+    el.dataset.held = String(Number(el.dataset.held || 0) + 1);
+    return;
+  }
+  el.__vmonfHeld = null;
+  drawInline(fig);
 }
 """
 _live_component = st.components.v2.component("vmonf_live_plot", js=_LIVE_JS, isolate_styles=False)

@@ -101,6 +101,11 @@ CHART_STATE = """() => {
 }"""
 
 
+def chart_data(chart, name: str) -> int:
+    """A live chart's counter ``dataset[name]`` (0 when not set yet)."""
+    return int(chart.evaluate(f"e => Number(e.dataset.{name} || 0)"))
+
+
 def test_trains_live_updates_and_pauses(server, browser):
     url, _ = server
     page = open_and_start(browser, url)
@@ -116,6 +121,24 @@ def test_trains_live_updates_and_pauses(server, browser):
     assert chart["quick"] >= 1, "frames that change only the density and the title are drawn without Plotly"
     assert f"step {chart['step']}" in chart["title"], "the title shows the frame that was drawn"
     assert chart["tweens"] >= 1, "the density glides from one frame to the next"
+    # With the pointer off the chart Plotly never redraws a frame already on screen while the run trains; with it
+    # on the chart it does, as its hover labels read Plotly's own data.
+    charts = page.locator(".vmonf-live")
+    page.mouse.move(5, 5)
+    caught_up, quick = chart_data(charts.first, "caughtUp"), chart["quick"]
+    time.sleep(2.5)
+    assert chart_data(charts.first, "caughtUp") == caught_up, "Plotly redrew with the pointer off the chart"
+    assert page.evaluate(CHART_STATE)["quick"] > quick, "frames kept coming meanwhile"
+    box = charts.first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    wait_until(lambda: chart_data(charts.first, "caughtUp") > caught_up, timeout=15)
+    page.mouse.move(5, 5)
+    # The curves, below the fold at this size, keep their newest figure until they come into view.
+    curves = charts.nth(1)
+    wait_until(lambda: chart_data(curves, "held") >= 1, timeout=15)
+    drawn = chart_data(curves, "updates")
+    curves.scroll_into_view_if_needed()
+    wait_until(lambda: chart_data(curves, "updates") > drawn, timeout=15)
     click(page, "Pause")
     wait_until(lambda: page.get_by_text("paused", exact=True).count() > 0, timeout=15)
     a = step_counter(page)
