@@ -160,6 +160,7 @@ def cpu_by_role(server_pid: int) -> dict[str, float]:
 
 
 TWEENS = "Number(document.querySelector('.vmonf-live').dataset.tweens || 0)"
+POLLS = "Number(document.querySelector('.vmonf-live').dataset.polls || 0)"  # the chart's requests for a new frame
 
 
 def rates(page, seconds: float, hover: bool = False, scrub: bool = False) -> tuple[float, float, float, float]:
@@ -279,9 +280,9 @@ def main() -> None:
         one = watch_start([page], timeout=60)[0]
         time.sleep(1)
         later_timelines([page], [one])
-        cpu0, w0 = cpu_by_role(proc.pid), time.monotonic()
+        cpu0, w0, polls0 = cpu_by_role(proc.pid), time.monotonic(), page.evaluate(POLLS)
         ui_updates, ui_rate, render_ms, ui_tweens = rates(page, args.seconds)
-        cpu1, wall = cpu_by_role(proc.pid), time.monotonic() - w0
+        cpu1, wall, polls = cpu_by_role(proc.pid), time.monotonic() - w0, page.evaluate(POLLS) - polls0
         cpu = {role: cpu1[role] - cpu0.get(role, 0.0) for role in cpu1}
         hover_updates, hover_rate, _, _ = rates(page, args.seconds, hover=True)
         probes = page.locator('[data-testid="stMarkdownContainer"]', has_text="Point probe").count()
@@ -313,6 +314,7 @@ def main() -> None:
     print(f"{'  pictures in between (the density gliding)':<52}{ui_tweens:>10.1f}")
     print(f"{'  pictures drawn per second, both together':<52}{ui_updates + ui_tweens:>10.1f}   >= 8")
     print(f"{'browser time per density update (Plotly.react)':<52}{render_ms:>8.0f}ms")
+    print(f"{'feed polls per second (the chart asking for a frame)':<52}{polls / wall:>10.1f}")
     print(f"{'training steps/s, UI live in Chromium':<52}{ui_rate:>10.1f}")
     print(f"{'training steps/s, headless (same model, same run)':<52}{base:>10.1f}")
     print(f"{'UI-live speed as a share of headless':<52}{ui_rate / base:>9.0%}   >= 85 %")
