@@ -485,7 +485,6 @@ export default function (component) {
     (async () => {
       let seen = null;
       while (el.isConnected && el.__vmonfFeed === feed) {
-        let fresh = false;
         try {
           const r = await fetch(feed, { cache: "no-cache" });
           const n = r.ok ? (await r.text()).trim() : "";
@@ -494,7 +493,6 @@ export default function (component) {
             if (f.ok) {
               await draw(await new Response(f.body.pipeThrough(new DecompressionStream("gzip"))).json(), FULL_MAX_MS);
               seen = n;
-              fresh = true;
             }
           } else if (n) {
             await catchUp();
@@ -502,12 +500,8 @@ export default function (component) {
         } catch (e) { seen = null; }  // not there yet, or cut off: fetch again
         // A full pause after each poll, however long it took: on a loaded server the polls space out by
         // themselves (a pause counted from the poll's start had eight busy sessions polling back to back).
-        // After a new frame, half the usual time between frames (at most 0.5 s): the next is rarely sooner,
-        // and each poll costs the server, the tab and the browser's network process a request.
-        const gap = Math.min(500, 0.5 * (el.__vmonfGap || 0));
-        const pause = !el.__vmonfLive ? 400 : fresh ? Math.max(el.__vmonfEvery, gap) : el.__vmonfEvery;
-        el.dataset.polls = String(Number(el.dataset.polls || 0) + 1);
-        await new Promise((ok) => setTimeout(ok, pause));
+        el.dataset.polls = String(Number(el.dataset.polls || 0) + 1);  // bench/live_ui.py prints them a second
+        await new Promise((ok) => setTimeout(ok, el.__vmonfLive ? el.__vmonfEvery : 400));
       }
     })();
     return;
