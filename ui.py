@@ -478,6 +478,7 @@ export default function (component) {
     el.__vmonfEvery = 1000 * (data.every || 0.06);
     if (el.__vmonfFeed === data.feed) { return; }
     el.__vmonfFeed = data.feed;
+    el.__vmonfHeld = null;  // an inline figure held off screen is older than the feed's frames
     el.dataset.firstAt = "{}";  // another run
     el.__vmonfData = null;
     const feed = data.feed;
@@ -519,7 +520,7 @@ export default function (component) {
     el.__vmonfSeen = new IntersectionObserver((entries) => {
       el.__vmonfOnScreen = entries[entries.length - 1].isIntersecting;
       const held = el.__vmonfHeld;
-      if (el.__vmonfOnScreen && held) { el.__vmonfHeld = null; drawInline(held); }
+      if (el.__vmonfOnScreen && held && !el.__vmonfFeed) { el.__vmonfHeld = null; drawInline(held); }
     });
     el.__vmonfSeen.observe(el);
   }
