@@ -143,6 +143,8 @@ export default function (component) {
       }
     });
   }
+  // The chart's counters, read by the tests and the bench (frames received and drawn, glides, polls, ...).
+  const tally = (name, by = 1) => { el.dataset[name] = String(Number(el.dataset[name] || 0) + by); };
   const b64bytes = (b64) => {
     // A plain loop: Uint8Array.from with a mapping function took ~5 ms a frame for the density and the points.
     const s = atob(b64), out = new Uint8Array(s.length);
@@ -267,7 +269,7 @@ export default function (component) {
       if (!paintHeat(shown)) { return; }
       el.__vmonfShown = shown;
       if (a < 1) {
-        el.dataset.tweens = String(Number(el.dataset.tweens || 0) + 1);
+        tally("tweens");
         setTimeout(step, TWEEN_MS);
       }
     };
@@ -330,30 +332,30 @@ export default function (component) {
     return window.__vmonfPlotly.then(async (Plotly) => {
       const t0 = performance.now();
       await plotFull(Plotly, fig);
-      el.dataset.caughtUp = String(Number(el.dataset.caughtUp || 0) + 1);  // Plotly redrew a frame on screen
-      el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
+      tally("caughtUp");  // Plotly redrew a frame on screen
+      tally("renderMs", performance.now() - t0);
     });
   };
   const draw = (fig, fullAfter = FULL_MS) => {
-    el.dataset.received = String(Number(el.dataset.received || 0) + 1);  // new frames; "updates" counts drawn ones
+    tally("received");  // new frames; "updates" counts drawn ones
     el.style.height = ((fig.layout && fig.layout.height) || 450) + "px";
     return window.__vmonfPlotly.then(async (Plotly) => {
       const t0 = performance.now();
       const key = quickKey(fig), quick = key !== null && key === el.__vmonfQuickKey &&
         (t0 - el.__vmonfFull < fullAfter || !fullWanted()) && quickDraw(fig);
       if (quick) {
-        el.dataset.quick = String(Number(el.dataset.quick || 0) + 1);
+        tally("quick");
         el.__vmonfOwed = fig;
       } else {
         // Why Plotly drew it (the tests tell a changed figure from a due redraw): "changed" (more than the
         // density, the points and the title), "due" (Plotly last drew fullAfter ago), "picture" (none to paint).
         el.dataset.fullWhy = key === null || key !== el.__vmonfQuickKey ? "changed"
           : t0 - el.__vmonfFull >= fullAfter ? "due" : "picture";
-        if (el.dataset.fullWhy === "due") { el.dataset.caughtUp = String(Number(el.dataset.caughtUp || 0) + 1); }
+        if (el.dataset.fullWhy === "due") { tally("caughtUp"); }
         await plotFull(Plotly, fig);
       }
-      el.dataset.renderMs = String(Number(el.dataset.renderMs || 0) + performance.now() - t0);
-      el.dataset.updates = String(Number(el.dataset.updates) + 1);
+      tally("renderMs", performance.now() - t0);
+      tally("updates");
       el.dataset.step = String((fig.layout.meta && fig.layout.meta.step) || "");
       el.dataset.run = JSON.stringify(fig.layout.meta || {});  // which run it shows (tests check isolation)
       // When each stage of a run was first drawn (the wall clock, ms): bench/live_ui.py times Start by them.
@@ -501,7 +503,7 @@ export default function (component) {
         } catch (e) { seen = null; }  // not there yet, or cut off: fetch again
         // A full pause after each poll, however long it took: on a loaded server the polls space out by
         // themselves (a pause counted from the poll's start had eight busy sessions polling back to back).
-        el.dataset.polls = String(Number(el.dataset.polls || 0) + 1);  // bench/live_ui.py prints them a second
+        tally("polls");  // bench/live_ui.py prints them a second
         await new Promise((ok) => setTimeout(ok, el.__vmonfLive ? el.__vmonfEvery : 400));
       }
     })();
@@ -526,7 +528,7 @@ export default function (component) {
   }
   if (el.__vmonfOnScreen === false && Number(el.dataset.updates) > 0) {
     el.__vmonfHeld = fig;
-    el.dataset.held = String(Number(el.dataset.held || 0) + 1);
+    tally("held");
     return;
   }
   el.__vmonfHeld = null;
