@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from vmonf.fused import coupling_plan, coupling_stack, coupling_stack_inverse
+from vmonf.fused import coupling_plan, coupling_stack, coupling_stack_eval, coupling_stack_inverse
 
 FlowType = Literal["realnvp", "maf"]
 
@@ -302,8 +302,8 @@ class ComponentFlows(nn.Module):
         """The fused forward of ``x`` ``(K, N, D)``: ``z`` transposed to ``(K, D, N)``, and the log-det (or with
         ``base``, the log-density)."""
         plan = tuple((b.pass_idx, b.trans_idx, b.out_idx) for b in self.blocks)
-        return coupling_stack(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale, self._fused_parameters(),
-                              base=base)
+        run = coupling_stack if torch.is_grad_enabled() else coupling_stack_eval  # the same values, no autograd node
+        return run(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale, self._fused_parameters(), base=base)
 
     def _fused_parameters(self) -> list[Tensor]:
         """The couplings' weights, listed once (listing them costs ~50 µs a call) and listed again if the

@@ -131,26 +131,89 @@ def coupling_stack(x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], b
     return _CouplingStack.apply(x, plan, bound, base, loc, log_scale, *weights)
 
 
+def _folded(weights: list[Tensor], i: int, c: Tensor, outs: Tensor) -> tuple[Tensor, ...]:
+    """Coupling ``i``'s conditioner with ``tanh``'s affine parts folded into its weights, for passes without a
+    gradient: ``tanh(a) = 2 sigmoid(2a) - 1``, and the ``2 s - 1`` of a hidden layer is taken up by the next
+    layer's weights and bias (``W^T (2s - 1) + b = (2W)^T s + (b - W^T 1)``). Each hidden layer is then one
+    product, one bias add and one ``sigmoid_`` over its ``(K, H, N)`` activations, against five passes
+    (:func:`_tanh_` and the bias): a frame's density grid took ~0.7x the time (``bench/frame_cost.py``).
+    Returns ``(A1, A2^T, b2, A3^T, b3)``, ``A1`` ``(K, dc + 1, H)`` with the first bias as its last row."""
+    w1, b1, w2, b2, w3, b3 = weights[6 * i: 6 * i + 6]
+    a1 = torch.cat([w1.index_select(1, c), b1], dim=1).mul(2.0)  # sigmoid(2 a1)
+    a2 = w2.mul(4.0)  # sigmoid(2 (2 W2^T s1 + b2 - W2^T 1))
+    c2 = (b2 - w2.sum(1, keepdim=True)).mul_(2.0)
+    w3_o = w3.index_select(2, outs)
+    c3 = b3.index_select(2, outs) - w3_o.sum(1, keepdim=True)
+    return a1, a2.transpose(1, 2), c2.transpose(1, 2), w3_o.mul(2.0).transpose(1, 2), c3.transpose(1, 2)
+
+
+def _condition(folded: tuple[Tensor, ...], z_c1: Tensor) -> Tensor:
+    """The conditioner's raw output ``(K, 2 dt, N)`` (scale rows, then shift rows) for ``z_c1`` ``(K, dc + 1, N)``
+    (the pass-through dims and a row of ones), through :func:`_folded` weights."""
+    a1, a2_t, c2, a3_t, c3 = folded
+    s1 = torch.bmm(a1.transpose(1, 2), z_c1).sigmoid_()
+    s2 = torch.bmm(a2_t, s1).add_(c2).sigmoid_()
+    return torch.bmm(a3_t, s2).add_(c3)
+
+
+def _condition_shared(folded: tuple[Tensor, ...], x_c: Tensor, loc_c: Tensor, inv_scale_c: Tensor) -> Tensor | None:
+    """:func:`_condition` of the first coupling when every component reads the same points ``x_c`` ``(N, 1)`` and
+    they repeat: computed once per distinct value and spread back. A density grid's first coupling reads one axis,
+    so a 1,024-point chunk of a 64x64 grid has 16 or 64 distinct values. ``None`` where under half of them repeat.
+    (One column only: torch's ``unique`` over rows compares them one by one, slower than the conditioner.)"""
+    values, back = torch.unique(x_c.reshape(-1), return_inverse=True)
+    if 2 * len(values) > len(x_c):
+        return None
+    z_c = (values.view(1, 1, -1) - loc_c).mul_(inv_scale_c)  # (K, 1, U)
+    ones = z_c.new_ones(z_c.shape[0], 1, z_c.shape[2])
+    return _condition(folded, torch.cat([z_c, ones], dim=1)).index_select(2, back)
+
+
+@torch.no_grad()
+def coupling_stack_eval(x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, loc: Tensor,
+                        log_scale: Tensor, weights: list[Tensor], *, base: bool = False) -> tuple[Tensor, Tensor]:
+    """:func:`coupling_stack` without gradients (densities on a grid, evaluation): the same outputs, through
+    :func:`_folded` conditioners, and with the first coupling's conditioner computed once per distinct input where
+    every component reads the same points (an ``(N, D)`` batch expanded to ``(K, N, D)``) and they repeat."""
+    inv_scale = torch.exp(-log_scale).transpose(1, 2)  # (K, D, 1)
+    loc_t = loc.transpose(1, 2)
+    z = (x.transpose(1, 2) - loc_t).contiguous().mul_(inv_scale)  # (K, D, N)
+    log_norm = 0.5 * x.shape[2] * math.log(2 * math.pi) if base else 0.0
+    logdet = (-log_scale.sum(-1) - log_norm).expand(x.shape[:2]).contiguous()  # (K, N)
+    ones = z.new_ones(z.shape[0], 1, z.shape[2])
+    shared = x.shape[0] > 0 and x.stride(0) == 0 and x.shape[1] >= 64  # one batch, seen by every component
+    for i, (c, t, outs) in enumerate(plan):
+        folded = _folded(weights, i, c, outs)
+        out = None
+        if i == 0 and shared and len(c) == 1:
+            out = _condition_shared(folded, x[0].index_select(1, c), loc_t.index_select(1, c),
+                                    inv_scale.index_select(1, c))
+        if out is None:
+            out = _condition(folded, torch.cat([z.index_select(1, c), ones], dim=1))
+        log_s = _tanh_(out[:, : len(t)].mul(1.0 / bound)).mul_(bound)
+        logdet.add_(log_s.sum(1))
+        z = z.index_copy(1, t, torch.addcmul(out[:, len(t):], z.index_select(1, t), log_s.exp_()))
+    if base:
+        logdet.add_(z.square().sum(1), alpha=-0.5)
+    return z, logdet
+
+
 @torch.no_grad()
 def coupling_stack_inverse(z: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, loc: Tensor,
                            log_scale: Tensor, weights: list[Tensor]) -> tuple[Tensor, Tensor]:
     """The inverse of :func:`coupling_stack` (base space to data space), without gradients.
 
     ``z`` is ``(K, N, D)``; returns ``x`` ``(K, N, D)`` and the inverse map's log-determinant ``(K, N)``.
-    The couplings run last to first, each undoing ``z_t = z_t e^s + t`` with the same conditioner (and the
-    same ``tanh``) as the forward pass, in the same ``(K, D, N)`` layout. The module path took about 1.5x as
-    long for a frame's warp lines and samples (``bench/frame_cost.py``; docs/RESULTS.md, "The live loop").
+    The couplings run last to first, each undoing ``z_t = z_t e^s + t`` with the same conditioner as the forward
+    pass (:func:`_folded`), in the same ``(K, D, N)`` layout. The module path took about 1.5x as long for a
+    frame's warp lines and samples (``bench/frame_cost.py``; docs/RESULTS.md, "The live loop").
     """
     u = z.transpose(1, 2).contiguous()  # (K, D, N)
     logdet = log_scale.sum(-1).expand(z.shape[:2]).contiguous()  # the elementwise affine's, added up front
     ones = u.new_ones(u.shape[0], 1, u.shape[2])
     for i in reversed(range(len(plan))):
         c, t, outs = plan[i]
-        w1, b1, w2, b2, w3, b3 = weights[6 * i: 6 * i + 6]
-        h1 = _tanh_(torch.bmm(torch.cat([w1.index_select(1, c), b1], dim=1).transpose(1, 2),
-                              torch.cat([u.index_select(1, c), ones], dim=1)))
-        h2 = _tanh_(torch.bmm(w2.transpose(1, 2), h1).add_(b2.transpose(1, 2)))
-        out = torch.bmm(w3.index_select(2, outs).transpose(1, 2), h2).add_(b3.index_select(2, outs).transpose(1, 2))
+        out = _condition(_folded(weights, i, c, outs), torch.cat([u.index_select(1, c), ones], dim=1))
         log_s = _tanh_(out[:, : len(t)].mul_(1.0 / bound)).mul_(bound)
         logdet.sub_(log_s.sum(1))
         u = u.index_copy(1, t, (u.index_select(1, t) - out[:, len(t):]).mul_(log_s.neg_().exp_()))
