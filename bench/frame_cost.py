@@ -3,8 +3,12 @@
 The default playground run's frame (pinwheel, K=5, depth 4, hidden 64, a 64x64 grid, 1,000 points, 300 samples,
 13x40 warp-line points per component), drawn by the worker's own ``FrameDrawer`` on one thread, as the drawing
 process does. The model is the untrained one (a frame's cost does not depend on the weights). Prints the median
-of ``--rounds`` rounds of ``--frames`` frames, and, in the same rounds, alternating, the warp lines and samples
-through ``flows.inverse`` (fused, without gradients) and through ``flows.inverse_modules``.
+of ``--rounds`` rounds of ``--frames`` frames, and, in the same rounds, alternating:
+
+- the frame and its grid density through ``vmonf.fused.coupling_stack_eval`` (what a frame uses: no autograd node,
+  ``tanh``'s affine parts folded into the weights, the first coupling computed once per grid value) and through the
+  training pass's autograd node ``coupling_stack`` run without gradients;
+- the warp lines and samples through ``flows.inverse`` (fused, without gradients) and ``flows.inverse_modules``.
 
     python bench/frame_cost.py [--rounds 6] [--frames 10]
 """
@@ -22,6 +26,8 @@ import time
 
 import torch
 
+import vmonf.flows
+from vmonf.fused import coupling_stack, coupling_stack_eval
 from vmonf.model import ModelConfig, VMoNFModel
 from vmonf.perf import tune_process
 from vmonf.studio.capture import _warp_lines
@@ -61,13 +67,18 @@ def main() -> None:
         _warp_lines(model)
         model.sample(view.n_samples)
 
-    parts: dict[str, list[float]] = {"frame": [], "grid density": [], "warp lines + samples, fused": [],
+    parts: dict[str, list[float]] = {"frame": [], "grid density": [], "frame, autograd node": [],
+                                     "grid density, autograd node": [], "warp lines + samples, fused": [],
                                      "warp lines + samples, modules": []}
     with torch.no_grad():
         drawer.draw(model, job)  # warm-up
         for _ in range(args.rounds):
-            parts["frame"].append(ms(lambda: drawer.draw(model, job), args.frames))
-            parts["grid density"].append(ms(lambda: chunked(model.component_log_prob, grid), args.frames))
+            for suffix, forward in (("", coupling_stack_eval), (", autograd node", coupling_stack)):
+                vmonf.flows.coupling_stack_eval = forward  # what ComponentFlows runs without gradients
+                parts["frame" + suffix].append(ms(lambda: drawer.draw(model, job), args.frames))
+                parts["grid density" + suffix].append(ms(lambda: chunked(model.component_log_prob, grid),
+                                                         args.frames))
+            vmonf.flows.coupling_stack_eval = coupling_stack_eval
             for name, inverse in (("fused", fused_inverse), ("modules", flows.inverse_modules)):
                 flows.inverse = inverse
                 parts[f"warp lines + samples, {name}"].append(ms(way_back, args.frames))
@@ -77,9 +88,11 @@ def main() -> None:
           f"{args.frames} frames")
     for name, values in parts.items():
         print(f"{name:<40}{statistics.median(values):8.1f} ms   (rounds: {', '.join(f'{v:.0f}' for v in values)})")
-    ratio = statistics.median(parts["warp lines + samples, modules"]) / statistics.median(
-        parts["warp lines + samples, fused"])
-    print(f"{'way back through the modules / fused':<40}{ratio:8.2f}x")
+    for name, slow, fast in (("frame: autograd node / eval", "frame, autograd node", "frame"),
+                             ("grid: autograd node / eval", "grid density, autograd node", "grid density"),
+                             ("way back through the modules / fused", "warp lines + samples, modules",
+                              "warp lines + samples, fused")):
+        print(f"{name:<40}{statistics.median(parts[slow]) / statistics.median(parts[fast]):8.2f}x")
 
 
 if __name__ == "__main__":
