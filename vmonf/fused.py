@@ -12,8 +12,10 @@ affine couplings with per-component conditioners (the default). It computes what
   the scale and shift of the transformed ones (the module path masks the rest to zero);
 - the stack is one autograd node, updating temporaries in place where the backward pass allows.
 
-:func:`coupling_stack_inverse` is the way back (sampling, warp lines) where no gradient is needed; with one, and
-for the other block types, the module path runs. Double backward is not supported.
+Without gradients (densities on a grid, evaluation) the forward pass is :func:`coupling_stack_eval`, with no
+autograd node and cheaper conditioners (:func:`_folded`), and :func:`coupling_stack_inverse` is the way back
+(sampling, warp lines); the way back with a gradient, and the other block types, run through the modules.
+Double backward is not supported.
 """
 
 from __future__ import annotations
@@ -135,9 +137,11 @@ def _folded(weights: list[Tensor], i: int, c: Tensor, outs: Tensor) -> tuple[Ten
     """Coupling ``i``'s conditioner with ``tanh``'s affine parts folded into its weights, for passes without a
     gradient: ``tanh(a) = 2 sigmoid(2a) - 1``, and the ``2 s - 1`` of a hidden layer is taken up by the next
     layer's weights and bias (``W^T (2s - 1) + b = (2W)^T s + (b - W^T 1)``). Each hidden layer is then one
-    product, one bias add and one ``sigmoid_`` over its ``(K, H, N)`` activations, against five passes
-    (:func:`_tanh_` and the bias): a frame's density grid took ~0.7x the time (``bench/frame_cost.py``).
-    Returns ``(A1, A2^T, b2, A3^T, b3)``, ``A1`` ``(K, dc + 1, H)`` with the first bias as its last row."""
+    product, one bias add and one ``sigmoid_`` over its ``(K, H, N)`` activations, against four or five passes
+    (:func:`_tanh_` and the bias). With :func:`_condition_shared`, a live frame's 64x64 density grid ran 1.3-1.4x
+    faster (``bench/frame_cost.py``; docs/RESULTS.md, "A frame's density without the autograd node").
+    Returns ``(A1, A2^T, c2, A3^T, c3)``: the first layer's weights ``(K, dc + 1, H)`` with its bias as the last
+    row, then each later layer's weights transposed and its bias as a column."""
     w1, b1, w2, b2, w3, b3 = weights[6 * i: 6 * i + 6]
     a1 = torch.cat([w1.index_select(1, c), b1], dim=1).mul(2.0)  # sigmoid(2 a1)
     a2 = w2.mul(4.0)  # sigmoid(2 (2 W2^T s1 + b2 - W2^T 1))
