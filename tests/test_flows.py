@@ -160,18 +160,19 @@ def test_fused_inverse_matches_the_modules_and_undoes_forward(d, n, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("points", ["grid", "repeats", "distinct", "per-component"])
-def test_density_without_gradients_matches_the_modules(points, dtype):
+@pytest.mark.parametrize(("points", "k"), [("grid", K), ("grid", 1), ("repeats", K), ("distinct", K),
+                                         ("per-component", K)])
+def test_density_without_gradients_matches_the_modules(points, k, dtype):
     """Without gradients log p(x|k) takes vmonf.fused.coupling_stack_eval: tanh's affine parts folded into the
     conditioners' weights, and the first coupling's conditioner computed once per distinct value where every
     component reads the same points and they repeat (a density grid). The same values as the modules."""
     torch.manual_seed(0)
-    flows = randomize(ComponentFlows(K, 2, 4, 8)).to(dtype)
+    flows = randomize(ComponentFlows(k, 2, 4, 8)).to(dtype)
     axis = torch.linspace(-3, 3, 16, dtype=dtype)
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
     x = {"grid": grid, "repeats": torch.randn(128, 2, dtype=dtype).index_fill_(1, torch.tensor([0]), 0.5),
-         "distinct": torch.randn(128, 2, dtype=dtype), "per-component": torch.randn(K, 128, 2, dtype=dtype)}[points]
-    z_ref, ld_ref = flows.forward_modules(x if x.dim() == 3 else x.expand(K, -1, -1))
+         "distinct": torch.randn(128, 2, dtype=dtype), "per-component": torch.randn(k, 128, 2, dtype=dtype)}[points]
+    z_ref, ld_ref = flows.forward_modules(x if x.dim() == 3 else x.expand(k, -1, -1))
     expected = (-0.5 * (z_ref**2).sum(-1) - 0.5 * 2 * math.log(2 * math.pi) + ld_ref)
     with torch.no_grad():
         got = flows.log_prob(x)

@@ -185,7 +185,7 @@ def coupling_stack_eval(x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ..
     log_norm = 0.5 * x.shape[2] * math.log(2 * math.pi) if base else 0.0
     logdet = (-log_scale.sum(-1) - log_norm).expand(x.shape[:2]).contiguous()  # (K, N)
     ones = z.new_ones(z.shape[0], 1, z.shape[2])
-    shared = x.shape[0] > 0 and x.stride(0) == 0 and x.shape[1] >= 64  # one batch, seen by every component
+    shared = (x.shape[0] == 1 or x.stride(0) == 0) and x.shape[1] >= 64  # one batch, seen by every component
     for i, (c, t, outs) in enumerate(plan):
         folded = _folded(weights, i, c, outs)
         out = None
