@@ -242,3 +242,49 @@ def test_the_presenter_view_is_dark_large_and_leaves_the_figure_alone(frames):
     assert dark["data"][0]["colorscale"][0][1] == figures.THEMES["dark"]["density"][0][1]
     go.Figure(dark)  # still a valid figure
     go.Figure(figures.presented(figures.curves_spec(frames[1]), "light", scale=1.5))
+
+
+def test_every_live_figure_draws_with_the_plotly_js_the_app_serves(frames):
+    """The live charts load plotly.js's cartesian bundle (ui.CARTESIAN_JS, a third of the full one): every trace
+    type the app's figures use must be one of its trace modules, or Plotly would leave that trace out."""
+    import re
+    from pathlib import Path
+
+    from vmonf.studio.capture import flow_stages
+
+    bundle = (Path(__file__).resolve().parent.parent / "static" / "vendor" / "plotly-cartesian.min.js").read_text()
+    modules = set(re.findall(r'name:"(\w+)",basePlotModule', bundle))
+    assert {"scatter", "heatmap"} <= modules and "scattergl" not in modules  # the pattern reads the bundle
+    snap = frames[-1]
+    specs = [figures.density_spec(snap, show_samples=True, raster_points=raster, background=background)
+             for raster in (True, False) for background in ("density", "q", "p")]
+    specs += [figures.density_spec(snap, component=0, warp=0), figures.curves_spec(snap),
+              {"data": [figures.given_labels_trace(snap, {0: 1, 3: 0})]}]
+    model = VMoNFModel(ModelConfig(2, 2, depth=2, hidden=8))
+    x, _ = make_toy("moons", 40, seed=0)
+    stages = flow_stages(model, 0, x, n_samples=20, seed=0)
+    specs += [figures.scrubber_spec(stages, np.zeros(len(x), int)), figures.stage_spec(stages, 0)]
+    used = {trace.get("type", "scatter") for spec in specs for trace in spec["data"]}
+    assert used and used <= modules, used - modules
+
+
+def test_the_served_plotly_js_follows_the_plotly_package(tmp_path, monkeypatch):
+    """The cartesian bundle is served only where it is the plotly package's own plotly.js version (the figures
+    are written for that one); another version, or none, falls back to the package's full bundle."""
+    import types
+
+    import ui
+
+    assert ui.plotly_js_version(ui.CARTESIAN_JS) is not None  # the shipped bundle's header is read
+    full = tmp_path / "package_data" / "plotly.min.js"
+    full.parent.mkdir()
+    monkeypatch.setattr(ui, "plotly", types.SimpleNamespace(__file__=str(tmp_path / "__init__.py")))
+    cartesian = tmp_path / "plotly-cartesian.min.js"
+    monkeypatch.setattr(ui, "CARTESIAN_JS", cartesian)
+    full.write_text("/**\n* plotly.js v4.1.1\n* Copyright 2012-2026, Plotly, Inc.\n*/\n")
+    cartesian.write_text("/**\n* plotly.js (cartesian - minified) v4.1.1\n*/\n")
+    assert ui.plotly_js_source() == cartesian
+    cartesian.write_text("/**\n* plotly.js (cartesian - minified) v4.0.0\n*/\n")
+    assert ui.plotly_js_source() == full
+    cartesian.unlink()
+    assert ui.plotly_js_source() == full

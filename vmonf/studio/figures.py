@@ -233,7 +233,7 @@ def given_labels_trace(snap: Snapshot, given: dict[int, int], palette: str = "de
     """Points labelled by clicking (view index -> cluster), as diamonds in their cluster's colour."""
     points = snap.get("points")
     idx = [i for i in given if i < len(points)]
-    return {"type": "scattergl", "mode": "markers", "x": packed(points[idx, 0]), "y": packed(points[idx, 1]),
+    return {"type": "scatter", "mode": "markers", "x": packed(points[idx, 0]), "y": packed(points[idx, 1]),
             "name": "labelled by you", "hoverinfo": "skip",
             "marker": {"symbol": "diamond", "size": 11, "color": [color(given[i], PALETTES[palette]) for i in idx],
                        "line": {"color": "black", "width": 1.5}}}
@@ -400,21 +400,21 @@ def stage_spec(stages: dict, index: int, assign: np.ndarray | None = None, *, he
     for line in stage["lines"]:
         xs += [p[0] for p in line] + [None]
         ys += [p[1] for p in line] + [None]
-    data.append({"type": "scattergl", "mode": "lines", "x": xs, "y": ys, "name": "base grid", "hoverinfo": "skip",
+    data.append({"type": "scatter", "mode": "lines", "x": xs, "y": ys, "name": "base grid", "hoverinfo": "skip",
                  "line": {"color": "rgba(80,80,80,0.35)", "width": 1}})
     for r, circle in zip((1, 2, 3), stage["circles"], strict=True):
-        data.append({"type": "scattergl", "mode": "lines", "x": [p[0] for p in circle], "y": [p[1] for p in circle],
+        data.append({"type": "scatter", "mode": "lines", "x": [p[0] for p in circle], "y": [p[1] for p in circle],
                      "name": f"{r} σ", "line": {"color": "black", "width": 1.5, "dash": "dash"}, "hoverinfo": "name"})
     points = np.asarray(stage["points"], dtype=float).reshape(-1, 2)
     if assign is not None and len(assign) == len(points):
         colours = [PALETTE[int(a) % len(PALETTE)] if a >= 0 else "#999999" for a in assign]
     else:
         colours = "#999999"
-    data.append({"type": "scattergl", "mode": "markers", "x": packed(points[:, 0]), "y": packed(points[:, 1]),
+    data.append({"type": "scatter", "mode": "markers", "x": packed(points[:, 0]), "y": packed(points[:, 1]),
                  "name": "data pushed this far", "marker": {"size": 4, "color": colours, "opacity": 0.6},
                  "hoverinfo": "skip"})
     samples = np.asarray(stage["samples"], dtype=float).reshape(-1, 2)
-    data.append({"type": "scattergl", "mode": "markers", "x": packed(samples[:, 0]), "y": packed(samples[:, 1]),
+    data.append({"type": "scatter", "mode": "markers", "x": packed(samples[:, 0]), "y": packed(samples[:, 1]),
                  "name": "base samples pushed this far", "marker": {"size": 4, "color": "black", "symbol": "x"},
                  "hoverinfo": "skip"})
     last = len(stages["stages"]) - 1
