@@ -64,7 +64,7 @@ STATE_LABELS = {
 
 #: plotly.js's own cartesian bundle (npm ``plotly.js-cartesian-dist-min``, MIT, its licence beside it): every trace
 #: type the live charts draw (``tests/test_figures.py`` checks), 1.5 MB against the full bundle's 4.6 MB. On 2 cores
-#: a page's chart came 0.6-0.9 s sooner, plotly.js's evaluation being most of the wait after it arrives
+#: a page's chart came 1.2-1.7 s sooner: evaluating plotly.js was most of the wait after it arrived
 #: (docs/RESULTS.md, "Where the first paint goes").
 CARTESIAN_JS = STATIC / "vendor" / "plotly-cartesian.min.js"
 
