@@ -39,6 +39,15 @@ def _tanh_(a: Tensor) -> Tensor:
     return a.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
+def _first_affine(x: Tensor, loc: Tensor, log_scale: Tensor, base: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The stack's elementwise affine on ``x`` ``(K, N, D)``: ``exp(-log_scale)`` as ``(K, D, 1)``, ``z`` as a new
+    ``(K, D, N)`` tensor, and the log-det so far ``(K, N)`` (with ``base``, less the standard normal's constant)."""
+    inv_scale = torch.exp(-log_scale).transpose(1, 2)  # (K, D, 1)
+    z = (x.transpose(1, 2) - loc.transpose(1, 2)).contiguous().mul_(inv_scale)  # (K, D, N), a new tensor
+    log_norm = 0.5 * x.shape[2] * math.log(2 * math.pi) if base else 0.0  # of the standard normal
+    return inv_scale, z, (-log_scale.sum(-1) - log_norm).expand(x.shape[:2]).contiguous()
+
+
 class _CouplingStack(torch.autograd.Function):
     """``(x, plan, bound, base, loc, log_scale, *[W1, b1, W2, b2, W3, b3] per coupling) -> (z^T, logabsdet)``.
 
@@ -52,10 +61,7 @@ class _CouplingStack(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, base: bool,
                 loc: Tensor, log_scale: Tensor, *weights: Tensor) -> tuple[Tensor, Tensor]:
-        inv_scale = torch.exp(-log_scale).transpose(1, 2)  # (K, D, 1)
-        z = (x.transpose(1, 2) - loc.transpose(1, 2)).contiguous().mul_(inv_scale)  # (K, D, N), a new tensor
-        log_norm = 0.5 * x.shape[2] * math.log(2 * math.pi) if base else 0.0  # of the standard normal
-        logdet = (-log_scale.sum(-1) - log_norm).expand(x.shape[:2]).contiguous()  # (K, N)
+        inv_scale, z, logdet = _first_affine(x, loc, log_scale, base)
         saved = [z]
         ones = z.new_ones(z.shape[0], 1, z.shape[2])
         for i, (c, t, outs) in enumerate(plan):
@@ -179,13 +185,11 @@ def coupling_stack_eval(x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ..
     """:func:`coupling_stack` without gradients (densities on a grid, evaluation): the same outputs, through
     :func:`_folded` conditioners, and with the first coupling's conditioner computed once per distinct input where
     every component reads the same points (an ``(N, D)`` batch expanded to ``(K, N, D)``) and they repeat."""
-    inv_scale = torch.exp(-log_scale).transpose(1, 2)  # (K, D, 1)
+    inv_scale, z, logdet = _first_affine(x, loc, log_scale, base)
     loc_t = loc.transpose(1, 2)
-    z = (x.transpose(1, 2) - loc_t).contiguous().mul_(inv_scale)  # (K, D, N)
-    log_norm = 0.5 * x.shape[2] * math.log(2 * math.pi) if base else 0.0
-    logdet = (-log_scale.sum(-1) - log_norm).expand(x.shape[:2]).contiguous()  # (K, N)
     ones = z.new_ones(z.shape[0], 1, z.shape[2])
-    shared = (x.shape[0] == 1 or x.stride(0) == 0) and x.shape[1] >= 64  # one batch, seen by every component
+    # One batch, seen by every component; below 64 points finding the distinct values costs more than it saves.
+    shared = (x.shape[0] == 1 or x.stride(0) == 0) and x.shape[1] >= 64
     for i, (c, t, outs) in enumerate(plan):
         folded = _folded(weights, i, c, outs)
         out = None
