@@ -248,11 +248,11 @@ def test_every_live_figure_draws_with_the_plotly_js_the_app_serves(frames):
     """The live charts load plotly.js's cartesian bundle (ui.CARTESIAN_JS, a third of the full one): every trace
     type the app's figures use must be one of its trace modules, or Plotly would leave that trace out."""
     import re
-    from pathlib import Path
 
+    import ui
     from vmonf.studio.capture import flow_stages
 
-    bundle = (Path(__file__).resolve().parent.parent / "static" / "vendor" / "plotly-cartesian.min.js").read_text()
+    bundle = ui.CARTESIAN_JS.read_text()
     modules = set(re.findall(r'name:"(\w+)",basePlotModule', bundle))
     assert {"scatter", "heatmap"} <= modules and "scattergl" not in modules  # the pattern reads the bundle
     snap = frames[-1]
