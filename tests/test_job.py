@@ -184,7 +184,8 @@ def test_the_cut_choice_shows_each_partition_and_trains_only_the_kept_start():
     job.subscribe(lambda snap: seen.append(dict(snap.meta)))
     job.start()
     try:
-        assert job.wait_for(lambda j: j.latest() is not None and j.latest().step >= 5, 90)
+        # The RUNNING event, which names the start, comes just after the first trained frame (Session.begin).
+        assert job.wait_for(lambda j: j.latest() is not None and j.latest().step >= 5 and "init" in j.info, 90)
         assert job.info["init_criterion"] == "cut"
         scores = job.info["init_scores"]
         kept = job.info["init"]
@@ -214,7 +215,7 @@ def test_the_cut_choice_shows_each_partition_and_trains_only_the_kept_start():
     again.subscribe(lambda snap: shown.append(dict(snap.meta)))
     again.start()
     try:
-        assert again.wait_for(lambda j: j.latest() is not None and j.latest().step >= 1, 90)
+        assert again.wait_for(lambda j: j.latest() is not None and j.latest().step >= 1 and "init" in j.info, 90)
         assert again.info["init"] == kept and again.info["init_scores"] == scores
         assert not [m for m in shown if "cut" in m]
         assert [m["stage"] for m in shown][:3] == ["data", "partition", "training"]
@@ -232,7 +233,7 @@ def test_the_start_is_shown_and_stop_while_choosing_keeps_a_model():
     job = started(**spec)
     try:
         assert job.wait_for(lambda j: j.latest() is not None and j.latest().meta.get("stage") == "training"
-                            and j.latest().step > 0, 90)
+                            and j.latest().step > 0 and "init" in j.info, 90)
         assert {"worker", "data", "partition", "first_trained", "chosen"} <= set(job.timeline)
         # The candidates trained before the choice; the run's first trained frame is the kept model's, after it.
         assert job.timeline["data"] <= job.timeline["partition"] <= job.timeline["chosen"] <= job.timeline[
