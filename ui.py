@@ -984,14 +984,15 @@ def controls(page: str, spec: JobSpec, blocked: str | None = None) -> TrainingJo
     """Start / Pause / Resume / Step / Stop / Reset buttons; returns the page's job, if any. ``blocked`` says
     why these settings cannot start a run yet (Start is disabled, and the reason shown)."""
     job = current_job(page)
+    box = st.container()  # one slot for the messages: as they come and go the charts below keep their place
     if msg := st.session_state.pop(f"{page}_flash", None):
-        st.warning(msg, icon=":material/hourglass_top:")
+        box.warning(msg, icon=":material/hourglass_top:")
     changed = job is not None and job.spec != spec
     if blocked:
-        st.info(blocked, icon=":material/draw:")
+        box.info(blocked, icon=":material/draw:")
     elif changed:
-        st.warning("You changed the data or model settings. The current run still uses the old ones. "
-                   "Starting again throws the trained run away.", icon=":material/warning:")
+        box.warning("You changed the data or model settings. The current run still uses the old ones. "
+                    "Starting again throws the trained run away.", icon=":material/warning:")
     state = job.state if job else "created"
     cols = st.container(key="run_controls").columns(6)  # hide=controls hides this row (the keys still work)
     ended = state in states.ENDED

@@ -389,13 +389,15 @@ def render(job, snap) -> None:
         def build(frame) -> dict:
             fig = ui.styled(figures.density_spec(frame, **options), how, height)
             fig["layout"]["meta"]["timeline"] = dict(job.timeline)  # how long each stage of Start took (bench)
-            shapes = fig["layout"].setdefault("shapes", [])
+            shapes = []
             if pinned:  # the pinned probe point, as a ring
                 shapes.append(figures.ring(pinned["x"], pinned["y"]))
             if given:  # labels given by clicking, as diamonds in their cluster's colour
                 fig["data"].append(figures.given_labels_trace(frame, given, how["palette"]))
             if suggested is not None and suggested < len(frame.get("points")):
                 shapes.append(figures.ring(*map(float, frame.get("points")[suggested]), radius_px=10, color="#F28E2B"))
+            if shapes:  # none: the layout as the chart had it before Start, so the first frame after it is quick
+                fig["layout"].setdefault("shapes", []).extend(shapes)
             if editing_now:
                 fig["layout"]["dragmode"] = False  # a drag draws or erases instead of zooming
             return fig
@@ -659,16 +661,21 @@ running = ui.current_job(PAGE)
 blocked = too_few(spec)
 if st.session_state.pop("toy_edited", False) and running is not None and running.alive and not blocked:
     running.edit_data(spec)  # the run goes on with the edited points
+notes = st.container()  # one slot: a note that goes (the link's, shown once) leaves the charts in their place
 if problems := st.session_state.pop("toy_link_problems", None):
-    st.warning("Some settings in the link were not valid and were left at their defaults: " + "; ".join(problems),
-               icon=":material/link:")
+    notes.warning("Some settings in the link were not valid and were left at their defaults: " + "; ".join(problems),
+                  icon=":material/link:")
 preset = PRESETS.get(st.session_state.get("toy_preset", ""))
 if preset is not None and all(st.session_state.get(k) == v for k, v in widget_state(preset.settings).items()):
-    st.info(f"**{preset.title}.** {preset.watch}", icon=":material/school:")
+    notes.info(f"**{preset.title}.** {preset.watch}", icon=":material/school:")
 ui.autoplay(PAGE, spec, blocked)
 job = ui.controls(PAGE, spec, blocked=blocked)
+# The watch link's slot is there before Start too: an element that came with the run moved the live chart one
+# place down, and Streamlit then made the chart anew (it lost the frame on screen and its zoom).
+watch = st.container()
 if job is not None:
-    ui.watch_box(job)
+    with watch:
+        ui.watch_box(job)
 v1, v2, v3 = st.columns([2, 1, 1])
 v1.selectbox("show", ["mixture", "posterior q(c|x)", "true posterior p(c|x)"]
              + [f"component {c + 1}" for c in range(spec.n_components)]

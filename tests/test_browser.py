@@ -168,6 +168,8 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
     wait_until(lambda: run_meta(page).get("stage") == "data" and live_updates(page)[0][0] >= 1, timeout=30)
     assert step_counter(page) is None  # nothing trained yet: the points alone
     assert page.evaluate(CHART_STATE)["points_painted"] > 2000
+    page.evaluate("document.querySelector('.vmonf-live').__testChart = true")
+    quick_before = page.evaluate(CHART_STATE)["quick"]
     click(page, "Start")
     seen, drawn = [], []  # drawn: (frames drawn, of them without Plotly) while a partition was on screen
     end = time.monotonic() + 120
@@ -181,10 +183,13 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
         time.sleep(0.02)
     stages = [stage for stage, _ in seen]
     assert "partition" in stages and stages[-1] == "training", seen
-    if drawn and drawn[-1][0] > drawn[0][0]:  # a partition drawn after another: only its points changed
+    # The chart that showed the data is the one that shows the run: Start does not make it anew (which lost the
+    # frame on screen and the zoom, and drew the next one through Plotly).
+    assert page.evaluate("document.querySelector('.vmonf-live').__testChart === true"), "Start made a new chart"
+    if drawn:  # the partitions after the data: only the points changed
         # Drawn without Plotly, unless Plotly's redraw was due (on a loaded machine the next partition can come
         # more than FULL_MAX_MS after Plotly last drew), never because the figure changed.
-        assert drawn[-1][1] > drawn[0][1] or drawn[-1][2] == "due", f"a new partition went through Plotly: {drawn}"
+        assert drawn[-1][1] > quick_before or drawn[-1][2] == "due", f"a new partition went through Plotly: {drawn}"
     assert stages.index("partition") < stages.index("training")
     assert {c for stage, c in seen if stage == "partition"} <= {"kmeans", "spectral", "local", "ward", "gmm", "ncut"}
     # which one was kept, and why
