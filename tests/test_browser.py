@@ -121,6 +121,7 @@ def test_trains_live_updates_and_pauses(server, browser):
     assert chart["quick"] >= 1, "frames that change only the density and the title are drawn without Plotly"
     assert f"step {chart['step']}" in chart["title"], "the title shows the frame that was drawn"
     assert chart["tweens"] >= 1, "the density glides from one frame to the next"
+    page.evaluate("document.querySelector('.vmonf-live').__testChart = true")
     # With the pointer off the chart Plotly never redraws a frame already on screen while the run trains; with it
     # on the chart it does, as its hover labels read Plotly's own data.
     charts = page.locator(".vmonf-live")
@@ -147,6 +148,7 @@ def test_trains_live_updates_and_pauses(server, browser):
     time.sleep(1.5)
     assert step_counter(page) == a, "Pause stops the counter"
     assert page.evaluate(CHART_STATE)["tweens"] == glides, "with no new frame the density comes to rest"
+    assert page.evaluate("document.querySelector('.vmonf-live').__testChart === true"), "Pause made a new chart"
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     page.close()
