@@ -106,6 +106,16 @@ def chart_data(chart, name: str) -> int:
     return int(chart.evaluate(f"e => Number(e.dataset.{name} || 0)"))
 
 
+def mark_chart(page) -> None:
+    """Mark the page's density chart element, so that :func:`same_chart` can tell whether it was made anew."""
+    page.evaluate("document.querySelector('.vmonf-live').__testChart = true")
+
+
+def same_chart(page) -> bool:
+    """Whether the density chart is still the element :func:`mark_chart` marked (its frame and zoom kept)."""
+    return page.evaluate("document.querySelector('.vmonf-live').__testChart === true")
+
+
 def test_trains_live_updates_and_pauses(server, browser):
     url, _ = server
     page = open_and_start(browser, url)
@@ -121,7 +131,7 @@ def test_trains_live_updates_and_pauses(server, browser):
     assert chart["quick"] >= 1, "frames that change only the density and the title are drawn without Plotly"
     assert f"step {chart['step']}" in chart["title"], "the title shows the frame that was drawn"
     assert chart["tweens"] >= 1, "the density glides from one frame to the next"
-    page.evaluate("document.querySelector('.vmonf-live').__testChart = true")
+    mark_chart(page)
     # With the pointer off the chart Plotly never redraws a frame already on screen while the run trains; with it
     # on the chart it does, as its hover labels read Plotly's own data.
     charts = page.locator(".vmonf-live")
@@ -148,7 +158,7 @@ def test_trains_live_updates_and_pauses(server, browser):
     time.sleep(1.5)
     assert step_counter(page) == a, "Pause stops the counter"
     assert page.evaluate(CHART_STATE)["tweens"] == glides, "with no new frame the density comes to rest"
-    assert page.evaluate("document.querySelector('.vmonf-live').__testChart === true"), "Pause made a new chart"
+    assert same_chart(page), "Pause made a new chart"
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     page.close()
@@ -170,7 +180,7 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
     wait_until(lambda: run_meta(page).get("stage") == "data" and live_updates(page)[0][0] >= 1, timeout=30)
     assert step_counter(page) is None  # nothing trained yet: the points alone
     assert page.evaluate(CHART_STATE)["points_painted"] > 2000
-    page.evaluate("document.querySelector('.vmonf-live').__testChart = true")
+    mark_chart(page)
     quick_before = page.evaluate(CHART_STATE)["quick"]
     click(page, "Start")
     seen, drawn = [], []  # drawn: (frames drawn, of them without Plotly) while a partition was on screen
@@ -187,7 +197,7 @@ def test_the_data_shows_before_start_and_the_initialisation_as_it_is_chosen(serv
     assert "partition" in stages and stages[-1] == "training", seen
     # The chart that showed the data is the one that shows the run: Start does not make it anew (which lost the
     # frame on screen and the zoom, and drew the next one through Plotly).
-    assert page.evaluate("document.querySelector('.vmonf-live').__testChart === true"), "Start made a new chart"
+    assert same_chart(page), "Start made a new chart"
     if drawn:  # the partitions after the data: only the points changed
         # Drawn without Plotly, unless Plotly's redraw was due (on a loaded machine the next partition can come
         # more than FULL_MAX_MS after Plotly last drew), never because the figure changed.
