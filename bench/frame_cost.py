@@ -5,6 +5,8 @@ The default playground run's frame (pinwheel, K=5, depth 4, hidden 64, a 64x64 g
 process does. The model is the untrained one (a frame's cost does not depend on the weights). Prints the median
 of ``--rounds`` rounds of ``--frames`` frames, and, in the same rounds, alternating:
 
+- a full frame and a light one (``"full": False``: no warp lines, no per-point and per-component numbers, which
+  the live app draws between full frames);
 - the frame and its grid density through ``vmonf.fused.coupling_stack_eval`` (what a frame uses: no autograd node,
   ``tanh``'s affine parts folded into the weights, the first coupling computed once per grid value) and through the
   training pass's autograd node ``coupling_stack`` run without gradients;
@@ -67,7 +69,8 @@ def main() -> None:
         _warp_lines(model)
         model.sample(view.n_samples)
 
-    parts: dict[str, list[float]] = {"frame": [], "grid density": [], "frame, autograd node": [],
+    light = {**job, "full": False}
+    parts: dict[str, list[float]] = {"frame": [], "light frame": [], "grid density": [], "frame, autograd node": [],
                                      "grid density, autograd node": [], "warp lines + samples, fused": [],
                                      "warp lines + samples, modules": []}
     with torch.no_grad():
@@ -76,6 +79,8 @@ def main() -> None:
             for suffix, forward in (("", coupling_stack_eval), (", autograd node", coupling_stack)):
                 vmonf.flows.coupling_stack_eval = forward  # what ComponentFlows runs without gradients
                 parts["frame" + suffix].append(ms(lambda: drawer.draw(model, job), args.frames))
+                if not suffix:
+                    parts["light frame"].append(ms(lambda: drawer.draw(model, light), args.frames))
                 parts["grid density" + suffix].append(ms(lambda: chunked(model.component_log_prob, grid),
                                                          args.frames))
             vmonf.flows.coupling_stack_eval = coupling_stack_eval
@@ -88,7 +93,8 @@ def main() -> None:
           f"{args.frames} frames")
     for name, values in parts.items():
         print(f"{name:<40}{statistics.median(values):8.1f} ms   (rounds: {', '.join(f'{v:.0f}' for v in values)})")
-    for name, slow, fast in (("frame: autograd node / eval", "frame, autograd node", "frame"),
+    for name, slow, fast in (("frame: full / light", "frame", "light frame"),
+                             ("frame: autograd node / eval", "frame, autograd node", "frame"),
                              ("grid: autograd node / eval", "grid density, autograd node", "grid density"),
                              ("way back through the modules / fused", "warp lines + samples, modules",
                               "warp lines + samples, fused")):

@@ -221,7 +221,7 @@ def beyond_ui(k: int, depth: int) -> tuple[dict, dict]:
 def components_ui(job, snap) -> None:
     """Per component: its share of the points, its parameters and how well it fits its points; and a
     button that takes one out of the mixture (controlled annihilation)."""
-    if snap is None or snap.get("comp_params") is None:
+    if snap is None or snap.get("comp_params") is None or snap.get("comp_share") is None:
         ui.before_first_frame("toy_components_show")
         return
     active = snap.get("active").astype(bool)
@@ -382,6 +382,7 @@ def render(job, snap) -> None:
         if editing_now and mouse is not None:
             edit_events(mouse, tool)
     else:
+        job.full_frames(warp is not None)  # the warp view wants each frame's own warp lines (light frames lack them)
         pinned = st.session_state.get("toy_pin")
         given = given_labels(job)
         suggested = st.session_state.get("toy_suggest")

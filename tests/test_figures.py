@@ -150,6 +150,27 @@ def test_take_snapshot_leaves_model_and_history_as_they_were(training):
     assert history[0]["ari"] == snap.meta["ari"]
 
 
+def test_a_light_frame_leaves_out_the_warp_and_the_table_and_is_filled_in_from_a_full_one():
+    from vmonf.studio.snapshot import LIGHT_SKIPS
+
+    x, y = make_toy("moons", 200, seed=1)
+    model = VMoNFModel(ModelConfig(2, 2, depth=2, hidden=8))
+    view = make_view(x, y, grid=8)
+    history = [{"step": 4, "pi": [0.5, 0.5], "val_elbo": -1.0}]
+    full = take_snapshot(model, view, history, {"step": 3})
+    light = take_snapshot(model, view, history, {"step": 4}, full=False)
+    assert light.meta["light"] and "light" not in full.meta
+    assert all(full.get(name) is not None and light.get(name) is None for name in LIGHT_SKIPS)
+    for name, values in light.arrays.items():  # the rest is what the full frame of the same model has
+        np.testing.assert_array_equal(values, full.get(name), err_msg=name)
+    filled = light.filled_from(full)
+    assert filled.step == 4 and filled.meta["heavy_step"] == 3
+    assert all(filled.get(name) is full.get(name) for name in LIGHT_SKIPS)
+    assert filled.get("log_density") is light.get("log_density")
+    edited = take_snapshot(model, make_view(x[:150], y[:150], grid=8), history, {"step": 3})
+    assert light.filled_from(edited) is light  # its per-point numbers are of other points
+
+
 def test_flow_stages_run_from_the_base_gaussian_to_the_components_samples():
     from vmonf.studio.capture import flow_stages
 

@@ -45,6 +45,27 @@ def test_start_is_idempotent_pause_step_stop_keep_everything():
     assert extra["step"] == job.latest().step and model.config.n_components == 3
 
 
+def test_light_frames_are_filled_in_and_a_view_can_ask_for_full_ones():
+    from vmonf.studio.snapshot import LIGHT_SKIPS
+
+    job = started()
+    seen: list[Snapshot] = []
+    job.subscribe(seen.append)
+    try:
+        assert job.wait_for(lambda j: any("heavy_step" in s.meta for s in seen), 60)  # light ones come
+        job.full_frames(True)  # the warp view
+        n = len(seen)
+        assert job.wait_for(lambda j: len(seen) > n + 12, 60)
+        assert not any("heavy_step" in s.meta for s in seen[n + 3:])  # after the one or two already asked for
+    finally:
+        job.stop()
+    trained = [s for s in [*seen, *job.recording.snapshot_list()] if s.meta.get("stage") == "training"]
+    assert trained
+    for snap in trained:  # every frame of the model a viewer or the recording gets is whole
+        assert all(snap.get(name) is not None for name in LIGHT_SKIPS), snap.meta
+        assert snap.meta.get("heavy_step", snap.step) <= snap.step
+
+
 def test_divergence_is_reported_not_crashed():
     job = started(train={**SMALL["train"], "lr": 1e6}, model={"depth": 2, "hidden": 16})
     try:
@@ -137,6 +158,32 @@ def test_snapshot_round_trip_and_immutable():
     assert t.meta == s.meta and np.array_equal(t.get("z"), s.get("z"))
     with pytest.raises(ValueError):
         t.get("z")[0, 0] = 3
+
+
+def test_the_wire_round_trips_every_array_read_only_and_refuses_what_it_did_not_write():
+    from vmonf.studio.snapshot import pack, unpack
+
+    arrays = {"f": np.arange(6, dtype=np.float32).reshape(2, 3), "i": np.array([3, -1], np.int16),
+              "empty": np.zeros((0, 2), np.float64), "scalar": np.array(2.5), "t": np.arange(4).reshape(2, 2).T,
+              "b": np.array([True, False])}
+    s = Snapshot.create({"step": 7, "loss": float("nan")}, arrays)
+    t = Snapshot.from_wire(s.to_wire())
+    assert t.step == 7 and np.isnan(t.meta["loss"]) and set(t.arrays) == set(arrays)
+    for name, a in arrays.items():
+        assert t.get(name).dtype == a.dtype and np.array_equal(t.get(name), a), name
+        with pytest.raises(ValueError):
+            t.get(name)[...] = 0
+    for bad in (b"", s.to_bytes(), s.to_wire()[:-3], b"VMW1\xff\xff\xff\x7f{}"):
+        with pytest.raises(ValueError):
+            unpack(bad)
+    with pytest.raises(TypeError):
+        pack({}, {"o": np.array([None, 1], dtype=object)})
+    import json
+    import struct
+
+    head = json.dumps({"meta": {}, "arrays": [["o", "|O", [1], 0]]}).encode()
+    with pytest.raises(ValueError):  # an object array is never read back (it would need pickle)
+        unpack(b"VMW1" + struct.pack("<I", len(head)) + head + bytes(8))
 
 
 def test_snapshot_elbo_decomposition_adds_up():

@@ -98,9 +98,12 @@ def _label_arrays(view: View, arrays: dict) -> None:
             arrays["given"] = view.given.astype(np.int16)
 
 
-def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int = 0) -> Snapshot:
+def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int = 0, *,
+                  full: bool = True) -> Snapshot:
     """Evaluate the model on the view: densities on the grid, assignments, samples, metrics. q is taken at
-    ``meta["temperature"]`` when given (the one training is at), else at 1.
+    ``meta["temperature"]`` when given (the one training is at), else at 1. With ``full=False`` the frame is
+    light: it leaves out :data:`~vmonf.studio.snapshot.LIGHT_SKIPS` and says so in ``meta["light"]``; the rest
+    is what a full frame has.
 
     ``history`` (the run's curve rows, last row this step's) is read, not changed: the frame's curves include
     its own ARI/NMI, and :func:`record_scores` keeps them in ``history`` for later frames. The model is
@@ -112,7 +115,7 @@ def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict
     model.eval()
     try:
         with torch.no_grad():
-            return _take_snapshot(model, view, history, meta, seed)
+            return _take_snapshot(model, view, history, meta, seed, full)
     finally:
         model.train(was_training)
 
@@ -123,7 +126,8 @@ def record_scores(history: list[dict], snap: Snapshot) -> None:
         history[-1].update(ari=snap.meta["ari"], nmi=snap.meta["nmi"])
 
 
-def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int) -> Snapshot:
+def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict, seed: int,
+                   full: bool) -> Snapshot:
     import torch
 
     from vmonf.metrics import clustering_scores, contingency
@@ -137,8 +141,10 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
         "points": view.points.astype(np.float32), "assign": assign.cpu().numpy().astype(np.int16),
         "confidence": conf.cpu().numpy().astype(np.float32), "pi": model.log_pi.exp().cpu().numpy(),
     }
-    arrays.update(_component_table(model, pts, q))
+    arrays.update(_component_table(model, pts, q, full))
     meta = dict(meta)
+    if not full:
+        meta["light"] = True
     _label_arrays(view, arrays)
     known = None if view.y_true is None else view.y_true >= 0  # drawn points have no true cluster
     if known is not None and known.any():
@@ -168,7 +174,8 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
             conf, arg = probs.max(-1)
             arrays[f"{name}_grid_assign"] = arg.reshape(shape).cpu().numpy().astype(np.int16)
             arrays[f"{name}_grid_conf"] = conf.reshape(shape).cpu().numpy().astype(np.float32)
-        arrays["warp"] = _warp_lines(model).cpu().numpy().astype(np.float32)
+        if full:
+            arrays["warp"] = _warp_lines(model).cpu().numpy().astype(np.float32)
         s, c = model.sample(view.n_samples, generator=gen)
         arrays.update(samples=s.cpu().numpy().astype(np.float32), sample_comp=c.cpu().numpy().astype(np.int16))
     if view.to_images is not None:
@@ -185,22 +192,25 @@ def _take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dic
     return Snapshot.create(meta, arrays)
 
 
-def _component_table(model: VMoNFModel, pts: torch.Tensor, q: torch.Tensor) -> dict[str, np.ndarray]:
+def _component_table(model: VMoNFModel, pts: torch.Tensor, q: torch.Tensor, full: bool = True) -> dict[str, np.ndarray]:
     """Per component: still in the mixture, flow parameters of its own, share of the points (mean p(c|x)),
     and the mean log p(x|c) of the points it explains (NaN for a removed one): the complexity balance.
-    Per point (``qp_gap``): how far q(c|x) is from the exact p(c|x), half their L1 distance (0 to 1)."""
+    Per point (``qp_gap``): how far q(c|x) is from the exact p(c|x), half their L1 distance (0 to 1).
+    Without ``full``, only the first two (the rest need the points through every flow)."""
     import torch
 
     from vmonf.train import chunked
 
+    active = model.active
+    table = {"active": active.cpu().numpy().astype(np.int8),
+             "comp_params": np.asarray(model.component_parameter_counts()[0], dtype=np.int64)}
+    if not full:
+        return table
     comp = chunked(model.component_log_prob, pts)  # (N, K)
     r = torch.softmax(comp + model.log_pi, -1)
     share = r.mean(0)
     loglik = (r * comp).sum(0) / r.sum(0).clamp_min(1e-12)
-    active = model.active
-    return {"qp_gap": (0.5 * (q - r).abs().sum(-1)).cpu().numpy().astype(np.float32),
-            "active": active.cpu().numpy().astype(np.int8),
-            "comp_params": np.asarray(model.component_parameter_counts()[0], dtype=np.int64),
+    return {**table, "qp_gap": (0.5 * (q - r).abs().sum(-1)).cpu().numpy().astype(np.float32),
             "comp_share": share.cpu().numpy().astype(np.float32),
             "comp_loglik": torch.where(active, loglik, torch.nan).cpu().numpy().astype(np.float32)}
 

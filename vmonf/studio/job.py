@@ -77,6 +77,8 @@ class TrainingJob:
         self.checkpoint: bytes | None = None
         self.info: dict = {}
         self._latest: Snapshot | None = None
+        self._full: Snapshot | None = None  # the last full frame: light ones are filled in from it
+        self._full_frames = False  # whether the worker was asked to draw every frame full (full_frames)
         self.snapshot_interval = 0.0  # seconds between arriving snapshots (moving average; 0 = none yet)
         self._last_arrival = 0.0
         self._lock = threading.Lock()
@@ -253,6 +255,15 @@ class TrainingJob:
         self._send({"cmd": "data", "spec": spec.to_json(), "id": self._asked})
         return True
 
+    def full_frames(self, on: bool) -> None:
+        """Ask the worker to draw every frame full (``on``: a view shows what light frames leave out, the warp
+        lines) or, by default, most of them light (:data:`~vmonf.studio.snapshot.LIGHT_SKIPS`); sent only when
+        it changes."""
+        on = bool(on)
+        if on != self._full_frames and self.alive:
+            self._full_frames = on
+            self._send({"cmd": "frames", "full": on})
+
     def remove_component(self, component: int) -> None:
         """Take component ``component`` (0-based) out of the mixture; the worker says what it did."""
         self._send({"cmd": "remove", "component": int(component)})
@@ -349,7 +360,7 @@ class TrainingJob:
                 kind, payload = msg
                 self._mark("worker")
                 if kind == SNAPSHOT:
-                    self._receive(Snapshot.from_bytes(payload))
+                    self._receive(Snapshot.from_wire(payload))
                 elif kind == EVENT:
                     event = json.loads(payload)
                     if answer := next((name for name in ("probe", "stages") if name in event), None):
@@ -393,7 +404,14 @@ class TrainingJob:
         return now
 
     def _receive(self, snap: Snapshot) -> None:
-        """A frame arrived: show it; record it, or keep it aside while it shows a candidate initialisation."""
+        """A frame arrived: show it; record it, or keep it aside while it shows a candidate initialisation. A
+        light frame is filled in from the last full one first, so every viewer and the recording see whole
+        frames (``meta["heavy_step"]`` says which step the filled-in arrays show)."""
+        if snap.meta.get("light"):
+            if self._full is not None:
+                snap = snap.filled_from(self._full)
+        elif not snap.meta.get("late"):
+            self._full = snap
         if snap.meta.get("late"):  # the start's own frame, drawn after the first trained one: recorded, not shown
             self.recording.insert(snap)
             return

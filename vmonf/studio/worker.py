@@ -13,17 +13,19 @@ Wire format, both directions pickle-free:
   (one flow layer by layer, :func:`vmonf.studio.capture.flow_stages`, answered by ``{"stages": {...}}``),
   ``{"cmd": "label", "point": 17, "label": 2}`` (the view's point 17 is labelled cluster 3 from now on),
   ``{"cmd": "data", "spec": "<JobSpec JSON>", "id": 5}`` (train on edited points from now on: only the
-  :data:`DATA_FIELDS` may differ).
-- stdout: messages ``kind (1 byte) | length (4 bytes, big-endian) | payload`` with kind ``S`` (snapshot
-  ``.npz``), ``E`` (event JSON: state changes, errors) or ``C`` (checkpoint bytes, sent on stop).
+  :data:`DATA_FIELDS` may differ), ``{"cmd": "frames", "full": true}`` (draw every frame full, not most of
+  them light: a view shows the warp lines).
+- stdout: messages ``kind (1 byte) | length (4 bytes, big-endian) | payload`` with kind ``S`` (snapshot,
+  :meth:`~vmonf.studio.snapshot.Snapshot.to_wire`), ``E`` (event JSON: state changes, errors) or ``C``
+  (checkpoint bytes, sent on stop).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import json
+import math
 import os
 import queue
 import struct
@@ -37,6 +39,7 @@ from typing import BinaryIO
 import numpy as np
 
 from vmonf.history import append_bounded
+from vmonf.studio.snapshot import pack, unpack
 from vmonf.studio.states import HALTED, TRAINING
 from vmonf.studio.states import RunState as S
 
@@ -204,20 +207,9 @@ class FrameDrawer:
             history = self.histories[key] = sorted(history, key=lambda r: r["step"])
             history = history[: next(i for i, r in enumerate(history) if r is row) + 1]
         meta = {**job["meta"], "temperature": row["temperature"], "loss": row["loss"]}
-        snap = take_snapshot(model, self.view, history, meta, seed=self.seed)
+        snap = take_snapshot(model, self.view, history, meta, seed=self.seed, full=job.get("full", True))
         record_scores(history, snap)
         self.send(snap)
-
-
-def _arrays(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _npz(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 class ProcessRenderer:
@@ -226,8 +218,8 @@ class ProcessRenderer:
     In a thread of the worker (:class:`Renderer`) frames share the GIL with training: the worker never
     used more than about one core, and training kept ~70-80 % of its speed at 5-8 frames a second. This
     process is forked from the worker before the worker starts any thread; it gets each frame's weights
-    through a pipe (``.npz``, ~1 ms), draws, and sends the frame back, which the worker's forwarding thread
-    writes to the stream. Training keeps its core; frames use what the machine has left
+    through a pipe (:func:`~vmonf.studio.snapshot.pack`), draws, and sends the frame back, which the worker's
+    forwarding thread writes to the stream. Training keeps its core; frames use what the machine has left
     (docs/RESULTS.md, "Frames in a process"). Same interface as :class:`Renderer`.
     """
 
@@ -287,7 +279,7 @@ class ProcessRenderer:
                 fields.update({k: v for k, v in (("y_true", view.y_true), ("labelled", view.labelled),
                                                  ("given", view.given)) if v is not None})
                 setup = {"config": model.config.to_dict(), "seed": self._seed, "n_samples": view.n_samples}
-                write_message(self._to, b"V", json.dumps(setup).encode() + b"\n" + _npz(**fields))
+                write_message(self._to, b"V", pack(setup, fields))
             state = {k: v.detach() for k, v in model.state_dict().items()}
             meta = {k: v for k, v in job.items() if k != "x_val"}
             self._sent_at = time.perf_counter()
@@ -306,7 +298,7 @@ class ProcessRenderer:
     def _send(self, meta: dict, state: dict) -> None:
         try:
             arrays = {k: v.cpu().numpy() for k, v in state.items()}
-            write_message(self._to, b"M", json.dumps(meta).encode() + b"\n" + _npz(**arrays))
+            write_message(self._to, b"M", pack(meta, arrays))
         except (BrokenPipeError, OSError, ValueError):
             self._gone()
 
@@ -360,8 +352,8 @@ def _draw_frames(down: int, up: int) -> int:
     drawer = model = x_val = None
     while (msg := read_message(source)) is not None:
         kind, payload = msg
-        head, _, body = payload.partition(b"\n")
-        info, arrays = json.loads(head), _arrays(body)
+        info, arrays = unpack(payload)
+        arrays = {k: np.array(a) for k, a in arrays.items()}  # writable: torch takes them as they are
         if kind == b"V":
             v = {k: arrays.get(k) for k in ("points", "y_true", "labelled", "grid_x", "grid_y", "given")}
             view = View(v["points"], v["y_true"], v["labelled"], v["grid_x"], v["grid_y"], n_samples=info["n_samples"],
@@ -369,7 +361,7 @@ def _draw_frames(down: int, up: int) -> int:
             x_val = torch.as_tensor(arrays["x_val"]) if arrays["x_val"].size else None
             model = VMoNFModel(ModelConfig(**info["config"]))
             curves = drawer.histories if drawer is not None else {}  # edited points: the curves go on
-            drawer = FrameDrawer(view, info["seed"], lambda snap: write_message(sink, SNAPSHOT, snap.to_bytes()))
+            drawer = FrameDrawer(view, info["seed"], lambda snap: write_message(sink, SNAPSHOT, snap.to_wire()))
             drawer.histories = curves
         elif kind == b"M" and drawer is not None:
             model.load_state_dict({k: torch.from_numpy(a) for k, a in arrays.items()})
@@ -469,6 +461,8 @@ class Session:
         self._last_snap = self._window_t = time.perf_counter()
         self.trained_frame_sent = False  # a frame of the kept start after its first training step
         self._window_steps, self._snap_cost = 0, 0.0
+        self.full_frames = False  # every frame full (the "frames" command: a view shows the warp lines live)
+        self._last_full = -math.inf  # when the last full frame was asked for (FULL_EVERY)
         self.start_done: Callable[[], object] = lambda: None  # after the first trained frame (main: START_BOOST)
         self._late_start: tuple | None = None  # (model at step 0, its frame job, the RUNNING event): see run()
 
@@ -553,7 +547,7 @@ class Session:
             write_message(self.out, EVENT, json.dumps({name: answer}).encode())
 
     def send(self, snap) -> None:
-        data = snap.to_bytes()
+        data = snap.to_wire()
         with self._out_lock:
             write_message(self.out, SNAPSHOT, data)
 
@@ -566,12 +560,16 @@ class Session:
         this returns, after any frame in progress, so it arrives before whatever is sent next."""
         tr = self.trainer
         job = self._frame_job()
+        at = time.perf_counter()
+        # Light frames between full ones (FULL_EVERY); a frame that must arrive now is a state or the end: full.
+        job["full"] = full = (now or self.full_frames or self.stage != "training"
+                              or at - self._last_full >= FULL_EVERY)
         renderer = self.renderer
         if now and renderer is not None:
             if isinstance(renderer, Renderer):
                 renderer.wait()
             elif renderer.wait(NOW_WAIT) and renderer.submit(tr.model, job) and renderer.wait(NOW_WAIT):
-                self._sent()
+                self._sent(full)
                 return
             renderer = None  # a thread, a gone process, or one starved of CPU (a busy machine): draw here
         if renderer is None:
@@ -580,7 +578,7 @@ class Session:
             self._snap_cost = time.perf_counter() - t0
         elif not renderer.submit(tr.model, job):
             return  # still drawing the last one: try again after the next step
-        self._sent()
+        self._sent(full)
 
     def _frame_job(self) -> dict:
         """What a frame of the trainer's model is drawn with, besides the model."""
@@ -588,8 +586,10 @@ class Session:
         return {**tr.progress(), "x_val": tr.x_val, "history": self.history_key,
                 "meta": {**self.meta(tr.step_count), "elapsed": tr.train_seconds, "device": self.device_name}}
 
-    def _sent(self) -> None:
+    def _sent(self, full: bool = True) -> None:
         self._last_snap = time.perf_counter()
+        if full:
+            self._last_full = self._last_snap
         self.trained_frame_sent = self.trained_frame_sent or (self.stage == "training" and self.trainer.step_count > 0)
 
     def checkpoint(self) -> None:
@@ -713,6 +713,9 @@ class Session:
         elif name == "data":
             self.edit_data(cmd)
             return True
+        elif name == "frames":
+            self.full_frames = bool(cmd.get("full"))
+            return True
         elif name == "remove":
             try:
                 removed = self.trainer.remove([int(cmd.get("component", -1))])
@@ -780,6 +783,7 @@ class Session:
         elif isinstance(renderer, Renderer):
             renderer.wait()
         self.drawer.view = self.view
+        self._last_full = -math.inf  # the last full frame's per-point numbers are of the old points
         self.announce(self.state, message=f"Training goes on with the edited points: {len(data.x):,} now.",
                       n_labels=self.n_labels, data_points=len(data.x), data_edit=cmd.get("id"))
 
@@ -902,6 +906,11 @@ FRAME_NICE = int(os.environ.get("VMONF_FRAME_NICE", os.environ.get("VMONF_WORKER
 #: The drawing process is asked for a frame at most once per this many times its last frame's cost, so it
 #: never takes much more of the machine than training does.
 FRAME_SPACING = float(os.environ.get("VMONF_FRAME_SPACING", "1.5"))
+#: Seconds between two full frames while a run trains; the frames in between are light (they leave out
+#: vmonf.studio.capture.LIGHT_SKIPS, which the server fills in from the last full frame). A light frame of the
+#: default playground run costs ~2/3 of a full one, so more frames come at the same pacing (docs/RESULTS.md,
+#: "Light frames"); the live panel, which shows the per-component numbers, runs about once a second.
+FULL_EVERY = float(os.environ.get("VMONF_FULL_EVERY", "0.5"))
 
 
 def lower_thread_priority(nice: int = FRAME_NICE, tid: int | None = None) -> None:
