@@ -410,8 +410,8 @@ class TrainingJob:
         if snap.meta.get("light"):
             if self._full is not None:
                 snap = snap.filled_from(self._full)
-        elif not snap.meta.get("late"):
-            self._full = snap
+        elif not snap.meta.get("late") and snap.meta.get("stage", "training") == "training":
+            self._full = snap  # (a candidate start's frames are of another model)
         if snap.meta.get("late"):  # the start's own frame, drawn after the first trained one: recorded, not shown
             self.recording.insert(snap)
             return
