@@ -6,7 +6,8 @@ process does. The model is the untrained one (a frame's cost does not depend on 
 of ``--rounds`` rounds of ``--frames`` frames, and, in the same rounds, alternating:
 
 - a full frame and a light one (``"full": False``: no warp lines, no per-point and per-component numbers, which
-  the live app draws between full frames);
+  the live app draws between full frames), and the light one with each conditioner folded at every pass of the
+  flows instead of once a frame (``ComponentFlows.same_weights``);
 - the frame and its grid density through ``vmonf.fused.coupling_stack_eval`` (what a frame uses: no autograd node,
   ``tanh``'s affine parts folded into the weights, the first coupling computed once per grid value) and through the
   training pass's autograd node ``coupling_stack`` run without gradients;
@@ -23,12 +24,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` finds vmonf
 
 import argparse
+import contextlib
 import statistics
 import time
 
 import torch
 
 import vmonf.flows
+from vmonf.flows import ComponentFlows
 from vmonf.fused import coupling_stack, coupling_stack_eval
 from vmonf.model import ModelConfig, VMoNFModel
 from vmonf.perf import tune_process
@@ -70,17 +73,31 @@ def main() -> None:
         model.sample(view.n_samples)
 
     light = {**job, "full": False}
-    parts: dict[str, list[float]] = {"frame": [], "light frame": [], "grid density": [], "frame, autograd node": [],
+    same_weights = ComponentFlows.same_weights
+
+    @contextlib.contextmanager
+    def fold_every_pass(self):
+        yield
+
+    parts: dict[str, list[float]] = {"frame": [], "light frame": [], "light frame, folded at every pass": [],
+                                     "grid density": [], "frame, autograd node": [],
                                      "grid density, autograd node": [], "warp lines + samples, fused": [],
                                      "warp lines + samples, modules": []}
     with torch.no_grad():
         drawer.draw(model, job)  # warm-up
         for _ in range(args.rounds):
-            for suffix, forward in (("", coupling_stack_eval), (", autograd node", coupling_stack)):
+            def autograd_node(*args, folds=None, **kw):  # (the node folds nothing)
+                return coupling_stack(*args, **kw)
+
+            for suffix, forward in (("", coupling_stack_eval), (", autograd node", autograd_node)):
                 vmonf.flows.coupling_stack_eval = forward  # what ComponentFlows runs without gradients
                 parts["frame" + suffix].append(ms(lambda: drawer.draw(model, job), args.frames))
                 if not suffix:
                     parts["light frame"].append(ms(lambda: drawer.draw(model, light), args.frames))
+                    ComponentFlows.same_weights = fold_every_pass
+                    parts["light frame, folded at every pass"].append(ms(lambda: drawer.draw(model, light),
+                                                                         args.frames))
+                    ComponentFlows.same_weights = same_weights
                 parts["grid density" + suffix].append(ms(lambda: chunked(model.component_log_prob, grid),
                                                          args.frames))
             vmonf.flows.coupling_stack_eval = coupling_stack_eval
@@ -94,6 +111,7 @@ def main() -> None:
     for name, values in parts.items():
         print(f"{name:<40}{statistics.median(values):8.1f} ms   (rounds: {', '.join(f'{v:.0f}' for v in values)})")
     for name, slow, fast in (("frame: full / light", "frame", "light frame"),
+                             ("light: folded every pass / once", "light frame, folded at every pass", "light frame"),
                              ("frame: autograd node / eval", "frame, autograd node", "frame"),
                              ("grid: autograd node / eval", "grid density, autograd node", "grid density"),
                              ("way back through the modules / fused", "warp lines + samples, modules",

@@ -228,3 +228,35 @@ def test_fused_path_follows_replaced_parameters():
     flows.load_state_dict(other.state_dict(), assign=True)  # new Parameter objects
     torch.testing.assert_close(flows.log_prob(x), other.log_prob(x))
     assert not torch.allclose(flows.log_prob(x), before)
+
+
+def test_same_weights_folds_once_gives_the_same_values_and_forgets_the_folds_after():
+    import vmonf.fused
+
+    flows = randomize(ComponentFlows(K, 2, 3, 8))
+    x, z = torch.randn(N, 2, dtype=torch.float64), torch.randn(K, N, 2, dtype=torch.float64)
+    folds = []
+    real = vmonf.fused._folded
+
+    def counted(*args):
+        folds.append(args[1])
+        return real(*args)
+
+    with torch.no_grad():
+        expected, back = flows.log_prob(x), flows.inverse(z)
+        vmonf.fused._folded = counted
+        try:
+            with flows.same_weights():
+                got = flows.log_prob(x)
+                with flows.same_weights():  # a nested block keeps the outer one's folds
+                    got_back = flows.inverse(z)
+                again = flows.log_prob(x)
+        finally:
+            vmonf.fused._folded = real
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        torch.testing.assert_close(again, expected, rtol=0, atol=0)
+        for a, b in zip(got_back, back, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert sorted(folds) == [0, 1, 2]  # each of the three couplings folded once, for three passes
+        flows.load_state_dict(randomize(ComponentFlows(K, 2, 3, 8)).state_dict())  # the weights change after it
+        assert not torch.allclose(flows.log_prob(x), expected)

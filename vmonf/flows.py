@@ -11,6 +11,7 @@ is component k's flow: there is no Python loop over components.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Literal
 
@@ -266,6 +267,7 @@ class ComponentFlows(nn.Module):
         # Plain per-component affine couplings run as one hand-differentiated node (vmonf/fused.py).
         self.fused = flow == "realnvp" and not shared and depths is None
         self._fused_weights: list[Tensor] = []  # its weights in the order it takes them (_fused_parameters)
+        self._folds: dict | None = None  # folded conditioners, kept while the weights stay (same_weights)
 
     def parameter_counts(self) -> tuple[list[int], int]:
         """``(per_component, shared)``: parameters that belong to one component (counted only in the blocks
@@ -302,8 +304,25 @@ class ComponentFlows(nn.Module):
         """The fused forward of ``x`` ``(K, N, D)``: ``z`` transposed to ``(K, D, N)``, and the log-det (or with
         ``base``, the log-density)."""
         plan = tuple((b.pass_idx, b.trans_idx, b.out_idx) for b in self.blocks)
-        run = coupling_stack if torch.is_grad_enabled() else coupling_stack_eval  # the same values, no autograd node
-        return run(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale, self._fused_parameters(), base=base)
+        if torch.is_grad_enabled():
+            return coupling_stack(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale,
+                                  self._fused_parameters(), base=base)
+        return coupling_stack_eval(x, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale,  # the same values,
+                                   self._fused_parameters(), base=base, folds=self._folds)  # no autograd node
+
+    @contextlib.contextmanager
+    def same_weights(self):
+        """Promise that the weights do not change within the block (a frame drawn between two training steps):
+        passes without gradients then fold each coupling's conditioner (:func:`vmonf.fused._folded`) once, not at
+        every pass. Nested blocks share the outer one's folds."""
+        if self._folds is not None:
+            yield
+            return
+        self._folds = {}
+        try:
+            yield
+        finally:
+            self._folds = None
 
     def _fused_parameters(self) -> list[Tensor]:
         """The couplings' weights, listed once (listing them costs ~50 µs a call) and listed again if the
@@ -329,7 +348,7 @@ class ComponentFlows(nn.Module):
         if self.fused and not torch.is_grad_enabled():
             plan = tuple((b.pass_idx, b.trans_idx, b.out_idx) for b in self.blocks)
             return coupling_stack_inverse(z, plan, SCALE_BOUND, self.affine.loc, self.affine.log_scale,
-                                          self._fused_parameters())
+                                          self._fused_parameters(), folds=self._folds)
         return self.inverse_modules(z)
 
     def inverse_modules(self, z: Tensor) -> tuple[Tensor, Tensor]:

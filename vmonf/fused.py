@@ -179,19 +179,32 @@ def _condition_shared(folded: tuple[Tensor, ...], x_c: Tensor, loc_c: Tensor, in
     return _condition(folded, torch.cat([z_c, ones], dim=1)).index_select(2, back)
 
 
+def _folded_once(weights: list[Tensor], i: int, c: Tensor, outs: Tensor, folds: dict | None) -> tuple[Tensor, ...]:
+    """:func:`_folded`, kept in ``folds`` (by coupling) where the caller keeps one while the weights stay as they are
+    (:meth:`vmonf.flows.ComponentFlows.same_weights`): ~0.12 ms a coupling, and a live frame runs the flows six
+    times (docs/RESULTS.md, "Light frames")."""
+    if folds is None:
+        return _folded(weights, i, c, outs)
+    if i not in folds:
+        folds[i] = _folded(weights, i, c, outs)
+    return folds[i]
+
+
 @torch.no_grad()
 def coupling_stack_eval(x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, loc: Tensor,
-                        log_scale: Tensor, weights: list[Tensor], *, base: bool = False) -> tuple[Tensor, Tensor]:
+                        log_scale: Tensor, weights: list[Tensor], *, base: bool = False,
+                        folds: dict | None = None) -> tuple[Tensor, Tensor]:
     """:func:`coupling_stack` without gradients (densities on a grid, evaluation): the same outputs, through
     :func:`_folded` conditioners, and with the first coupling's conditioner computed once per distinct input where
-    every component reads the same points (an ``(N, D)`` batch expanded to ``(K, N, D)``) and they repeat."""
+    every component reads the same points (an ``(N, D)`` batch expanded to ``(K, N, D)``) and they repeat.
+    ``folds``: a dict that keeps the folded conditioners between calls with the same weights (:func:`_folded_once`)."""
     inv_scale, z, logdet = _first_affine(x, loc, log_scale, base)
     loc_t = loc.transpose(1, 2)
     ones = z.new_ones(z.shape[0], 1, z.shape[2])
     # One batch, seen by every component; below 64 points finding the distinct values costs more than it saves.
     shared = (x.shape[0] == 1 or x.stride(0) == 0) and x.shape[1] >= 64
     for i, (c, t, outs) in enumerate(plan):
-        folded = _folded(weights, i, c, outs)
+        folded = _folded_once(weights, i, c, outs, folds)
         out = None
         if i == 0 and shared and len(c) == 1:
             out = _condition_shared(folded, x[0].index_select(1, c), loc_t.index_select(1, c),
@@ -208,20 +221,22 @@ def coupling_stack_eval(x: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ..
 
 @torch.no_grad()
 def coupling_stack_inverse(z: Tensor, plan: tuple[tuple[Tensor, Tensor, Tensor], ...], bound: float, loc: Tensor,
-                           log_scale: Tensor, weights: list[Tensor]) -> tuple[Tensor, Tensor]:
+                           log_scale: Tensor, weights: list[Tensor], *, folds: dict | None = None
+                           ) -> tuple[Tensor, Tensor]:
     """The inverse of :func:`coupling_stack` (base space to data space), without gradients.
 
     ``z`` is ``(K, N, D)``; returns ``x`` ``(K, N, D)`` and the inverse map's log-determinant ``(K, N)``.
     The couplings run last to first, each undoing ``z_t = z_t e^s + t`` with the same conditioner as the forward
     pass (:func:`_folded`), in the same ``(K, D, N)`` layout. The module path took about 1.5x as long for a
-    frame's warp lines and samples (``bench/frame_cost.py``; docs/RESULTS.md, "The live loop").
+    frame's warp lines and samples (``bench/frame_cost.py``; docs/RESULTS.md, "The live loop"). ``folds`` as for
+    :func:`coupling_stack_eval`.
     """
     u = z.transpose(1, 2).contiguous()  # (K, D, N)
     logdet = log_scale.sum(-1).expand(z.shape[:2]).contiguous()  # the elementwise affine's, added up front
     ones = u.new_ones(u.shape[0], 1, u.shape[2])
     for i in reversed(range(len(plan))):
         c, t, outs = plan[i]
-        out = _condition(_folded(weights, i, c, outs), torch.cat([u.index_select(1, c), ones], dim=1))
+        out = _condition(_folded_once(weights, i, c, outs, folds), torch.cat([u.index_select(1, c), ones], dim=1))
         log_s = _tanh_(out[:, : len(t)].mul_(1.0 / bound)).mul_(bound)
         logdet.sub_(log_s.sum(1))
         u = u.index_copy(1, t, (u.index_select(1, t) - out[:, len(t):]).mul_(log_s.neg_().exp_()))

@@ -114,7 +114,7 @@ def take_snapshot(model: VMoNFModel, view: View, history: list[dict], meta: dict
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), model.flows.same_weights():
             return _take_snapshot(model, view, history, meta, seed, full)
     finally:
         model.train(was_training)

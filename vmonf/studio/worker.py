@@ -195,6 +195,10 @@ class FrameDrawer:
         self.histories: dict[str, list[dict]] = {}
 
     def draw(self, model, job: dict) -> None:
+        with model.flows.same_weights():  # every pass of the frame folds each conditioner once
+            self._draw(model, job)
+
+    def _draw(self, model, job: dict) -> None:
         from vmonf.studio.capture import record_scores, take_snapshot
         from vmonf.train import evaluation_row
 
