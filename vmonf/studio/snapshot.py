@@ -38,9 +38,9 @@ class Snapshot:
     y_true (P,), labelled (P,), samples (S, D), sample_comp (S,), component_images (K, m, h, w),
     contingency (K, C), pi (K,), qp_gap (P,): half the L1 distance between q(c|x) and p(c|x) at each point.
 
-    A light frame (``meta["light"]``) lacks the warp lines and the
-    per-point and per-component numbers; the live app fills them in from its last full frame
-    (:meth:`filled_from`), and ``meta["heavy_step"]`` then names that frame's step.
+    A light frame (``meta["light"]``) lacks the warp lines and the per-point and per-component numbers; the live
+    app fills them in from its last full frame (:meth:`filled_from`), and ``meta["heavy_step"]`` then names that
+    frame's step.
     """
 
     meta: MappingProxyType
@@ -104,7 +104,7 @@ _WIRE = b"VMW1"
 def pack(meta: dict, arrays: Mapping[str, np.ndarray]) -> bytes:
     """``meta`` (JSON) and numeric ``arrays`` as one buffer: a header naming each array's dtype, shape and place,
     then their bytes. :func:`unpack` reads it back without a copy. An ``.npz`` of a live frame (~30 arrays, ~200 KB)
-    took ~2 ms to write and ~5 ms to read back as frozen copies (docs/RESULTS.md, "Light frames")."""
+    took 1-2 ms to write and 3-5 ms to read back as frozen copies (docs/RESULTS.md, "Light frames")."""
     index, chunks, offset = [], [], 0
     for name, a in arrays.items():
         a = np.asarray(a)  # (np.ascontiguousarray would make a 0-d array 1-d)
