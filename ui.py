@@ -275,7 +275,10 @@ export default function (component) {
   // time frames have been coming apart (at most TWEEN_MAX_MS): a frame's density is fully shown that long after it
   // arrives. Only the picture moves (a 64x64 image, ~1 ms a step); the points, the title and the hover values are
   // the new frame's at once. dataset.tweens counts these in-between pictures, dataset.updates the frames.
-  const TWEEN_MS = 80, TWEEN_MAX_MS = 500;
+  // Frames that come less than GLIDE_GAP_MS apart are the motion themselves and do not glide: at ~8.7 frames a
+  // second one glide picture per frame took the browser ~2 % of a core from training's (docs/RESULTS.md, "The live
+  // loop"); slower frames (several runs, a big model) glide. el.__vmonfGlideGap overrides it (the tests).
+  const TWEEN_MS = 80, TWEEN_MAX_MS = 500, GLIDE_GAP_MS = 180;
   const glide = (to) => {
     const from = el.__vmonfShown, token = {};
     el.__vmonfTween = token;
@@ -283,7 +286,8 @@ export default function (component) {
     if (el.__vmonfArrived) { el.__vmonfGap = 0.7 * (el.__vmonfGap || 250) + 0.3 * (now - el.__vmonfArrived); }
     el.__vmonfArrived = now;
     const same = from && from.finite && from.nx === to.nx && from.ny === to.ny && from.scale === to.scale;
-    const dur = same ? Math.min(TWEEN_MAX_MS, 0.9 * (el.__vmonfGap || 250)) : 0;
+    const gap = el.__vmonfGap || 250, slow = gap >= (el.__vmonfGlideGap ?? GLIDE_GAP_MS);
+    const dur = same && slow ? Math.min(TWEEN_MAX_MS, 0.9 * gap) : 0;
     const step = () => {
       if (el.__vmonfTween !== token || !el.isConnected) { return; }  // a newer frame took over
       const a = dur > 0 ? Math.min(1, (performance.now() - now) / dur) : 1;
@@ -515,6 +519,8 @@ export default function (component) {
     (async () => {
       let seen = null;
       while (el.isConnected && el.__vmonfFeed === feed) {
+        const started = performance.now();
+        let fresh = false;
         try {
           const r = await fetch(feed, { cache: "no-cache" });
           const n = r.ok ? (await r.text()).trim() : "";
@@ -523,15 +529,22 @@ export default function (component) {
             if (f.ok) {
               await draw(await new Response(f.body.pipeThrough(new DecompressionStream("gzip"))).json(), FULL_MAX_MS);
               seen = n;
+              fresh = true;
             }
           } else if (n) {
             await catchUp();
           }
         } catch (e) { seen = null; }  // not there yet, or cut off: fetch again
-        // A full pause after each poll, however long it took: on a loaded server the polls space out by
-        // themselves (a pause counted from the poll's start had eight busy sessions polling back to back).
         tally("polls");  // bench/live_ui.py prints them a second
-        await new Promise((ok) => setTimeout(ok, el.__vmonfLive ? el.__vmonfEvery : 400));
+        // After a poll that found nothing new, a full pause, however long the poll took: a run slower than the
+        // polls, or a loaded server, spaces them out (a pause counted from the poll's start had eight busy
+        // sessions polling back to back). After a new frame, the next poll comes EVERY after this one began
+        // (at least a quarter of it after it ended): the two fetches and the drawing took ~65 ms on two busy
+        // cores, and a full pause on top showed ~6.8 of the ~8.7 frames a second the run sent
+        // (docs/RESULTS.md, "The live loop").
+        const every = el.__vmonfLive ? el.__vmonfEvery : 400;
+        const pause = Math.max(fresh ? every / 4 : every / 2, every - (performance.now() - started));
+        await new Promise((ok) => setTimeout(ok, pause));
       }
     })();
     return;
