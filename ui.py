@@ -517,7 +517,7 @@ export default function (component) {
     const feed = data.feed;
     const frames = feed.slice(0, -4);  // less ".txt": the pointer names the newest frame, <token>.<n>.json.gz
     (async () => {
-      let seen = null;
+      let seen = null, lastFresh = -Infinity;
       while (el.isConnected && el.__vmonfFeed === feed) {
         const started = performance.now();
         let fresh = false;
@@ -536,14 +536,16 @@ export default function (component) {
           }
         } catch (e) { seen = null; }  // not there yet, or cut off: fetch again
         tally("polls");  // bench/live_ui.py prints them a second
-        // After a poll that found nothing new, a full pause, however long the poll took: a run slower than the
-        // polls, or a loaded server, spaces them out (a pause counted from the poll's start had eight busy
-        // sessions polling back to back). After a new frame, the next poll comes EVERY after this one began
-        // (at least a quarter of it after it ended): the two fetches and the drawing took ~65 ms on two busy
-        // cores, and a full pause on top showed ~6.8 of the ~8.7 frames a second the run sent
-        // (docs/RESULTS.md, "The live loop").
-        const every = el.__vmonfLive ? el.__vmonfEvery : 400;
-        const pause = Math.max(fresh ? every / 4 : every / 2, every - (performance.now() - started));
+        // While frames come about as fast as the polls (one came within two poll intervals), the next poll comes
+        // EVERY after this one began, and at least a quarter of it (half after a poll that found nothing) after it
+        // ended: the two fetches and the drawing took ~65 ms on two busy cores, and a full pause after them
+        // showed ~6.8 of the ~8.7 frames a second the run sent (docs/RESULTS.md, "The live loop"). Otherwise a
+        // full pause after the poll, however long it took: a run slower than the polls, or a loaded server, spaces
+        // them out (a pause counted from the poll's start alone had eight busy sessions polling back to back).
+        const every = el.__vmonfLive ? el.__vmonfEvery : 400, now = performance.now();
+        if (fresh) { lastFresh = now; }
+        const pause = now - lastFresh < 2 * every ? Math.max(fresh ? every / 4 : every / 2, every - (now - started))
+          : every;
         await new Promise((ok) => setTimeout(ok, pause));
       }
     })();
