@@ -275,10 +275,7 @@ export default function (component) {
   // time frames have been coming apart (at most TWEEN_MAX_MS): a frame's density is fully shown that long after it
   // arrives. Only the picture moves (a 64x64 image, ~1 ms a step); the points, the title and the hover values are
   // the new frame's at once. dataset.tweens counts these in-between pictures, dataset.updates the frames.
-  // Frames that come less than GLIDE_GAP_MS apart are the motion themselves and do not glide: at ~8.7 frames a
-  // second one glide picture per frame took the browser ~2 % of a core from training's (docs/RESULTS.md, "The live
-  // loop"); slower frames (several runs, a big model) glide. el.__vmonfGlideGap overrides it (the tests).
-  const TWEEN_MS = 80, TWEEN_MAX_MS = 500, GLIDE_GAP_MS = 180;
+  const TWEEN_MS = 80, TWEEN_MAX_MS = 500;
   const glide = (to) => {
     const from = el.__vmonfShown, token = {};
     el.__vmonfTween = token;
@@ -286,8 +283,7 @@ export default function (component) {
     if (el.__vmonfArrived) { el.__vmonfGap = 0.7 * (el.__vmonfGap || 250) + 0.3 * (now - el.__vmonfArrived); }
     el.__vmonfArrived = now;
     const same = from && from.finite && from.nx === to.nx && from.ny === to.ny && from.scale === to.scale;
-    const gap = el.__vmonfGap || 250, slow = gap >= (el.__vmonfGlideGap ?? GLIDE_GAP_MS);
-    const dur = same && slow ? Math.min(TWEEN_MAX_MS, 0.9 * gap) : 0;
+    const dur = same ? Math.min(TWEEN_MAX_MS, 0.9 * (el.__vmonfGap || 250)) : 0;
     const step = () => {
       if (el.__vmonfTween !== token || !el.isConnected) { return; }  // a newer frame took over
       const a = dur > 0 ? Math.min(1, (performance.now() - now) / dur) : 1;

@@ -9,7 +9,7 @@ time, so the speed ratio compares like with like. Then the same for --seconds wi
 density chart (the point probe asks the run at every place), and, showing a component's flow warp, for --seconds
 without and --seconds with the flow scrubber's slider moving. Then four sessions press Start together.
 
-    python bench/live_ui.py [--seconds 15] [--sessions 4] [--rounds 1] [--sessions-only] [--glide-gap MS]
+    python bench/live_ui.py [--seconds 15] [--sessions 4] [--rounds 1] [--sessions-only]
 
 "frames the server wrote" counts the density chart's feed pointer (the frames the run sent and the server built):
 "new frames" below it are the ones the chart drew, so a chart that falls behind shows as the gap between them.
@@ -262,9 +262,6 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1, help="times the sessions press Start together")
     parser.add_argument("--sessions-only", action="store_true", help="leave out the one-session part")
-    parser.add_argument("--glide-gap", type=float, default=None, metavar="MS",
-                        help="one session's density glides between frames that come at least MS apart (the chart's "
-                             "default is 180 ms; 0 glides between every two frames)")
     parser.add_argument("--fresh", action="store_true",
                         help="each round starts a run this server has not started (its own training seed)")
     args = parser.parse_args()
@@ -289,8 +286,6 @@ def main() -> None:
         one = watch_start([page], timeout=60)[0]
         time.sleep(1)
         later_timelines([page], [one])
-        if args.glide_gap is not None:
-            page.evaluate(f"document.querySelector('.vmonf-live').__vmonfGlideGap = {args.glide_gap}")
         cpu0, w0, polls0, sent0 = cpu_by_role(proc.pid), time.monotonic(), page.evaluate(POLLS), page.evaluate(SENT)
         ui_updates, ui_rate, render_ms, ui_tweens = rates(page, args.seconds)
         cpu1, wall, polls = cpu_by_role(proc.pid), time.monotonic() - w0, page.evaluate(POLLS) - polls0
